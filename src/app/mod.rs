@@ -1,0 +1,67 @@
+//! The application boundary: what a worker calls when a connection opens, sends a message or ends.
+//!
+//! An [`App`] instance lives on one worker thread and sees only that worker's connections, so it
+//! needs no locks. Replies go through the [`Outbox`] of the connection being served; they are sent
+//! with the worker's corked sends at the end of the loop turn.
+
+pub mod echo;
+
+use crate::io::Token;
+use crate::proto::connection::AppClose;
+use crate::proto::frame::{self, Message, MessageKind, Opcode};
+
+/// A connection's identity within its worker, valid for the connection's whole life.
+pub type ConnId = Token;
+
+/// The outgoing bytes of the connection being served.
+pub struct Outbox<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Outbox<'a> {
+    /// Wraps the connection's output buffer.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Outbox { out }
+    }
+
+    /// Queues one message as a single unmasked frame.
+    pub fn send(&mut self, kind: MessageKind, data: &[u8]) {
+        let opcode = match kind {
+            MessageKind::Text => Opcode::Text,
+            MessageKind::Binary => Opcode::Binary,
+        };
+        frame::write_frame(self.out, opcode, data);
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+}
+
+/// What runs on a worker for its connections.
+pub trait App {
+    /// A WebSocket connection completed its upgrade.
+    fn on_open(&mut self, conn: ConnId, out: &mut Outbox<'_>) {
+        let _ = (conn, out);
+    }
+    /// A complete message arrived (text is valid UTF-8). Returning an error closes the connection
+    /// with that code.
+    fn on_message(
+        &mut self,
+        conn: ConnId,
+        msg: Message<'_>,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), AppClose>;
+    /// The connection is gone (closed by either side or failed); nothing more will be delivered.
+    fn on_close(&mut self, conn: ConnId) {
+        let _ = conn;
+    }
+}
+
+/// The built-in applications (`WSD_APP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppKind {
+    /// Every text or binary message is sent back as it came (Autobahn, load tests).
+    Echo,
+}

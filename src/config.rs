@@ -1,0 +1,307 @@
+//! Every knob of wsd, read from flags and the environment and checked before anything starts.
+//!
+//! Flags override the environment. A bad value stops wsd with exit status 2 and one line that
+//! names the variable, e.g. `wsd: invalid PORT (--port) '70000': must be a number from 0 to 65535`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use clap::{CommandFactory, Parser, error::ContextKind, error::ContextValue, error::ErrorKind};
+
+use crate::app::AppKind;
+use crate::io::IoMode;
+
+/// Default `PORT`.
+pub const DEFAULT_PORT: u16 = 3000;
+/// Default `MAX_PAYLOAD`: 1 MiB, the largest message a client may send.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+/// Largest accepted `MAX_PAYLOAD`: 1 GiB; messages are reassembled in memory.
+pub const MAX_MAX_PAYLOAD: usize = 1 << 30;
+/// Most worker threads `CLUSTER_WORKERS` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
+/// How many worker threads to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// One per CPU this process may run on.
+    Auto,
+    /// Exactly this many.
+    Count(usize),
+}
+
+impl Workers {
+    /// The number of workers this resolves to on this host.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto => crate::server::allowed_cpus().len().max(1),
+        }
+    }
+}
+
+impl fmt::Display for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workers::Auto => f.write_str("auto"),
+            Workers::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Log verbosity (`LOG_LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Start, stop and configuration lines (the default).
+    Info,
+    /// Per-connection lines.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// wsd's configuration.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "wsd",
+    version,
+    about = "A WebSocket server on per-core io_uring workers"
+)]
+pub struct Config {
+    /// TCP port to listen on; 0 picks a free one (it is logged at start).
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT, value_parser = parse_port)]
+    pub port: u16,
+
+    /// Address to listen on; 0.0.0.0 is every IPv4 interface, :: every IPv6 one.
+    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED), value_parser = parse_host)]
+    pub host: IpAddr,
+
+    /// Worker threads, each with its own listener (SO_REUSEPORT) and event loop: `auto` runs one
+    /// per CPU the process may use, pinned to it.
+    #[arg(long = "workers", env = "CLUSTER_WORKERS", default_value_t = Workers::Auto, value_parser = parse_workers)]
+    pub cluster_workers: Workers,
+
+    /// The path that accepts WebSocket upgrades; other paths answer plain HTTP (/health, 404).
+    #[arg(long, env = "WS_PATH", default_value = "/ws", value_parser = parse_ws_path)]
+    pub ws_path: String,
+
+    /// Largest message a client may send, in bytes (all fragments together); larger ones are
+    /// closed with 1009. Default 1 MiB: generous for chat and dashboards, small enough that a
+    /// hostile client cannot make the server buffer much.
+    #[arg(long, env = "MAX_PAYLOAD", default_value_t = DEFAULT_MAX_PAYLOAD, value_parser = parse_max_payload)]
+    pub max_payload: usize,
+
+    /// I/O backend: `auto` uses io_uring and falls back to epoll (with a log line) when io_uring
+    /// cannot be set up, e.g. disabled by sysctl or a container's seccomp profile.
+    #[arg(long = "io", env = "WSD_IO", default_value = "auto", value_enum)]
+    pub io: IoMode,
+
+    /// The application served on the WebSocket path.
+    #[arg(long, env = "WSD_APP", default_value = "echo", value_enum)]
+    pub app: AppKind,
+
+    /// Log verbosity.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", value_enum)]
+    pub log_level: LogLevel,
+}
+
+impl Default for Config {
+    /// The documented defaults, ignoring the environment (for embedding and tests).
+    fn default() -> Self {
+        Config {
+            port: DEFAULT_PORT,
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            cluster_workers: Workers::Auto,
+            ws_path: "/ws".to_owned(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            io: IoMode::Auto,
+            app: AppKind::Echo,
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+impl Config {
+    /// Parses flags and environment; prints help or version and exits 0, or prints one line
+    /// naming the bad variable and exits 2.
+    pub fn from_args() -> Config {
+        match Config::try_parse() {
+            Ok(config) => config,
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => {
+                eprintln!("wsd: {}", one_line(&e));
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// Renders a clap error as one line, naming the environment variable behind the flag.
+fn one_line(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let long = arg
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("--")
+        .to_owned();
+    let env = Config::command()
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+    let reason = e.render().to_string();
+    let reason = reason
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    match (env, e.kind()) {
+        (Some(env), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
+            let why = reason
+                .rsplit_once("': ")
+                .map(|(_, why)| why)
+                .unwrap_or(reason);
+            let why = if why.starts_with("invalid value") || why.is_empty() {
+                match e.get(ContextKind::ValidValue) {
+                    Some(ContextValue::Strings(v)) => format!("must be one of {}", v.join(", ")),
+                    _ => "invalid value".to_owned(),
+                }
+            } else {
+                why.to_owned()
+            };
+            format!("invalid {env} (--{long}) '{value}': {why}")
+        }
+        _ => reason.to_owned(),
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    u16::from_str(s.trim()).map_err(|_| "must be a number from 0 to 65535".to_owned())
+}
+
+fn parse_host(s: &str) -> Result<IpAddr, String> {
+    IpAddr::from_str(s.trim()).map_err(|_| "must be an IPv4 or IPv6 address".to_owned())
+}
+
+fn parse_workers(s: &str) -> Result<Workers, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Workers::Auto);
+    }
+    match usize::from_str(s) {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(Workers::Count(n)),
+        _ => Err(format!(
+            "must be `auto` or a number of workers from 1 to {MAX_WORKERS}"
+        )),
+    }
+}
+
+fn parse_ws_path(s: &str) -> Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.len() <= 1024
+        && !s.contains(['?', '#'])
+        && s.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be an absolute path like /ws (visible ASCII, no query)".to_owned())
+    }
+}
+
+fn parse_max_payload(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of bytes from 1 to {MAX_MAX_PAYLOAD}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["wsd"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).map_err(|e| one_line(&e))
+    }
+
+    #[test]
+    fn flags_parse_and_defaults_match_default() {
+        // Only flags here: the environment of a test process is not ours to control.
+        let c = parse(&[
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--workers",
+            "2",
+            "--ws-path",
+            "/x",
+            "--max-payload",
+            "16",
+            "--io",
+            "epoll",
+            "--app",
+            "echo",
+            "--log-level",
+            "debug",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.cluster_workers, Workers::Count(2));
+        assert_eq!(c.ws_path, "/x");
+        assert_eq!(c.max_payload, 16);
+        assert_eq!(c.io, IoMode::Epoll);
+        assert_eq!(c.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (args, env) in [
+            (&["--port", "70000"][..], "PORT"),
+            (&["--port=-1"][..], "PORT"),
+            (&["--port", "abc"][..], "PORT"),
+            (&["--workers", "0"][..], "CLUSTER_WORKERS"),
+            (&["--workers=-3"][..], "CLUSTER_WORKERS"),
+            (&["--max-payload", "0"][..], "MAX_PAYLOAD"),
+            (&["--max-payload=-5"][..], "MAX_PAYLOAD"),
+            (&["--ws-path", "ws"][..], "WS_PATH"),
+            (&["--host", "nowhere"][..], "HOST"),
+            (&["--io", "kqueue"][..], "WSD_IO"),
+            (&["--app", "nope"][..], "WSD_APP"),
+            (&["--log-level", "loud"][..], "LOG_LEVEL"),
+        ] {
+            let err = parse(args).expect_err("bad value must be refused");
+            assert!(err.contains(env), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The epoll backend: the same [`Driver`] contract on level-triggered epoll, for hosts where
+//! io_uring is disabled (sysctl, container seccomp) or when `WSD_IO=epoll`.
+//!
+//! Sends are written at once; what the socket does not take waits for `EPOLLOUT`. Completions that
+//! happen inside a call (`send`, `close`) are queued and reported on the next [`Driver::turn`].
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::event::epoll::{self, Event as EpEvent, EventData, EventFlags};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags, SocketFlags};
+use tracing::warn;
+
+use crate::io::{Driver, Event, Token, Waker};
+
+/// Bytes read from one socket per readiness event.
+const READ_CHUNK: usize = 64 * 1024;
+/// Accepts per listener readiness event, so a connection storm cannot starve established ones.
+const ACCEPT_BATCH: usize = 64;
+/// Readiness events handled per `epoll_wait`.
+const EVENT_BATCH: usize = 1024;
+
+const KEY_LISTENER: u64 = u64::MAX;
+const KEY_WAKER: u64 = u64::MAX - 1;
+
+fn key(token: Token) -> u64 {
+    u64::from(token.generation) << 32 | u64::from(token.index)
+}
+
+fn unkey(key: u64) -> Token {
+    Token {
+        index: key as u32,
+        generation: (key >> 32) as u32,
+    }
+}
+
+struct Sock {
+    fd: OwnedFd,
+    generation: u32,
+    send: Option<(Vec<u8>, usize)>,
+    read_closed: bool,
+}
+
+/// Completions produced inside a call, reported on the next turn.
+enum Done {
+    Sent(Token, Vec<u8>, io::Result<()>),
+    ReadClosed(Token),
+    Released(Token),
+}
+
+/// A worker's epoll instance, its listener and its connections' sockets.
+pub struct EpollDriver {
+    epoll: OwnedFd,
+    listener: Option<OwnedFd>,
+    waker: Waker,
+    socks: Vec<Option<Sock>>,
+    done: Vec<Done>,
+    events: Vec<EpEvent>,
+    scratch: Vec<u8>,
+}
+
+impl EpollDriver {
+    /// Creates the epoll instance and watches `listener` and the waker.
+    pub fn new(listener: OwnedFd, waker: Waker) -> io::Result<Self> {
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        rustix::net::sockopt::set_socket_reuseport(&listener, true).ok();
+        rustix::fs::fcntl_setfl(&listener, rustix::fs::OFlags::NONBLOCK)?;
+        epoll::add(
+            &ep,
+            &listener,
+            EventData::new_u64(KEY_LISTENER),
+            EventFlags::IN,
+        )?;
+        epoll::add(
+            &ep,
+            waker.fd(),
+            EventData::new_u64(KEY_WAKER),
+            EventFlags::IN,
+        )?;
+        let blank = EpEvent {
+            flags: EventFlags::empty(),
+            data: EventData::new_u64(0),
+        };
+        Ok(EpollDriver {
+            epoll: ep,
+            listener: Some(listener),
+            waker,
+            socks: Vec::new(),
+            done: Vec::new(),
+            events: vec![blank; EVENT_BATCH],
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    fn sock_mut(&mut self, token: Token) -> Option<&mut Sock> {
+        match self.socks.get_mut(token.index as usize) {
+            Some(Some(sock)) if sock.generation == token.generation => Some(sock),
+            _ => None,
+        }
+    }
+
+    fn interest(&self, sock: &Sock) -> EventFlags {
+        let mut flags = EventFlags::empty();
+        if !sock.read_closed {
+            flags |= EventFlags::IN | EventFlags::RDHUP;
+        }
+        if sock.send.is_some() {
+            flags |= EventFlags::OUT;
+        }
+        flags
+    }
+
+    /// Writes as much of the pending send as the socket takes. `Some` once it is finished.
+    fn write_some(sock: &mut Sock) -> Option<io::Result<()>> {
+        let (buf, off) = sock.send.as_mut()?;
+        while *off < buf.len() {
+            match rustix::net::send(&sock.fd, &buf[*off..], SendFlags::NOSIGNAL) {
+                Ok(0) => return Some(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *off += n,
+                Err(Errno::AGAIN) => return None,
+                Err(Errno::INTR) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// Writes a pending send; once it is finished, queues `Sent` and drops the write interest.
+    fn flush(&mut self, token: Token) {
+        let Some(sock) = self.sock_mut(token) else {
+            return;
+        };
+        let Some(result) = Self::write_some(sock) else {
+            return;
+        };
+        if let Some((buf, _)) = sock.send.take() {
+            self.done.push(Done::Sent(token, buf, result));
+            let flags = self.sock_interest(token);
+            self.rearm(token, flags);
+        }
+    }
+
+    fn sock_interest(&self, token: Token) -> EventFlags {
+        match self.socks.get(token.index as usize) {
+            Some(Some(sock)) => self.interest(sock),
+            _ => EventFlags::empty(),
+        }
+    }
+
+    fn rearm(&mut self, token: Token, flags: EventFlags) {
+        if let Some(Some(sock)) = self.socks.get(token.index as usize)
+            && let Err(e) =
+                epoll::modify(&self.epoll, &sock.fd, EventData::new_u64(key(token)), flags)
+        {
+            warn!(error = %e, "epoll_ctl(MOD) failed");
+        }
+    }
+
+    fn report_done<F: FnMut(Event<'_>)>(&mut self, on_event: &mut F) {
+        for done in std::mem::take(&mut self.done) {
+            match done {
+                Done::Sent(t, buf, result) => on_event(Event::Sent(t, buf, result)),
+                Done::ReadClosed(t) => on_event(Event::ReadClosed(t)),
+                Done::Released(t) => on_event(Event::Released(t)),
+            }
+        }
+    }
+
+    fn accept_batch<F: FnMut(Event<'_>)>(&mut self, on_event: &mut F) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Ok(fd) => on_event(Event::Accepted(fd)),
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR | Errno::CONNABORTED) => {}
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_ready<F: FnMut(Event<'_>)>(&mut self, token: Token, on_event: &mut F) {
+        let Some(Some(sock)) = self.socks.get_mut(token.index as usize) else {
+            return;
+        };
+        if sock.generation != token.generation || sock.read_closed {
+            return;
+        }
+        match rustix::net::recv(&sock.fd, &mut self.scratch[..], RecvFlags::empty()) {
+            Ok((0, _)) => {}
+            Ok((n, _)) => {
+                let n = n.min(self.scratch.len());
+                on_event(Event::Data(token, &mut self.scratch[..n]));
+                return;
+            }
+            Err(Errno::AGAIN | Errno::INTR) => return,
+            Err(_) => {}
+        }
+        // End of stream or a socket error: stop reading and say so.
+        sock.read_closed = true;
+        let flags = self.sock_interest(token);
+        self.rearm(token, flags);
+        on_event(Event::ReadClosed(token));
+    }
+}
+
+impl Driver for EpollDriver {
+    fn register(&mut self, token: Token, fd: OwnedFd) {
+        let index = token.index as usize;
+        if self.socks.len() <= index {
+            self.socks.resize_with(index + 1, || None);
+        }
+        if let Err(e) = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK) {
+            warn!(error = %e, "cannot make a socket non-blocking");
+        }
+        let flags = EventFlags::IN | EventFlags::RDHUP;
+        let added = epoll::add(&self.epoll, &fd, EventData::new_u64(key(token)), flags);
+        let read_closed = added.is_err();
+        self.socks[index] = Some(Sock {
+            fd,
+            generation: token.generation,
+            send: None,
+            read_closed,
+        });
+        if let Err(e) = added {
+            warn!(error = %e, "epoll_ctl(ADD) failed");
+            self.done.push(Done::ReadClosed(token));
+        }
+    }
+
+    fn send(&mut self, token: Token, buf: Vec<u8>) {
+        let Some(sock) = self.sock_mut(token) else {
+            return;
+        };
+        debug_assert!(sock.send.is_none(), "two sends in flight on one connection");
+        if sock.send.is_some() || buf.is_empty() {
+            return;
+        }
+        sock.send = Some((buf, 0));
+        match Self::write_some(sock) {
+            Some(result) => {
+                if let Some((buf, _)) = sock.send.take() {
+                    self.done.push(Done::Sent(token, buf, result));
+                }
+            }
+            None => {
+                let flags = self.sock_interest(token);
+                self.rearm(token, flags);
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        let Some(slot) = self.socks.get_mut(token.index as usize) else {
+            return;
+        };
+        if !matches!(slot, Some(sock) if sock.generation == token.generation) {
+            return;
+        }
+        if let Some(sock) = slot.take() {
+            let _ = rustix::net::shutdown(&sock.fd, rustix::net::Shutdown::Both);
+            let _ = epoll::delete(&self.epoll, &sock.fd);
+        }
+        self.done.retain(|d| match d {
+            Done::Sent(t, ..) | Done::ReadClosed(t) => *t != token,
+            Done::Released(_) => true,
+        });
+        self.done.push(Done::Released(token));
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            let _ = epoll::delete(&self.epoll, &listener);
+        }
+    }
+
+    fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
+        let timeout = if self.done.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: timeout.subsec_nanos().into(),
+        };
+        let n = match epoll::wait(&self.epoll, &mut self.events[..], Some(&ts)) {
+            Ok(n) => n,
+            Err(Errno::INTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        self.report_done(&mut on_event);
+        for i in 0..n.min(self.events.len()) {
+            let EpEvent { flags, data } = self.events[i];
+            match data.u64() {
+                KEY_LISTENER => self.accept_batch(&mut on_event),
+                KEY_WAKER => {
+                    self.waker.drain();
+                    on_event(Event::Woken);
+                }
+                k => {
+                    let token = unkey(k);
+                    if flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
+                        self.flush(token);
+                    }
+                    if flags.intersects(
+                        EventFlags::IN | EventFlags::RDHUP | EventFlags::ERR | EventFlags::HUP,
+                    ) {
+                        self.read_ready(token, &mut on_event);
+                    }
+                }
+            }
+        }
+        // Sends finished by EPOLLOUT above are reported now rather than a turn later.
+        self.report_done(&mut on_event);
+        Ok(())
+    }
+}

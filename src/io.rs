@@ -1,0 +1,120 @@
+//! The driver interface both I/O backends implement, and the choice between them.
+//!
+//! A driver owns the sockets and every buffer the kernel may be using; the worker owns connection
+//! state. Ownership moves across this boundary only by value (`send` takes the buffer, `Sent` gives it
+//! back), so no buffer is ever touched while the kernel holds it, whichever backend runs.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+/// A connection's key in the worker's slab: slot index plus the slot's generation, so an event for a
+/// slot that was freed and reused is recognised as stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token {
+    /// Slot index in the worker's connection slab.
+    pub index: u32,
+    /// Generation of the slot when this connection took it (wraps; the drivers keep 24 bits).
+    pub generation: u32,
+}
+
+/// What a driver reports from one loop turn.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A new connection was accepted on this worker's listener.
+    Accepted(OwnedFd),
+    /// Bytes arrived. The slice is the driver's receive buffer, valid only for this callback; the
+    /// worker may modify it in place (unmasking).
+    Data(Token, &'a mut [u8]),
+    /// The peer closed its side or the socket failed; no more `Data` will come for this token.
+    ReadClosed(Token),
+    /// A send finished: every byte was written (`Ok`) or the socket failed (`Err`). The buffer comes
+    /// back to the worker for reuse.
+    Sent(Token, Vec<u8>, io::Result<()>),
+    /// After `close`: every operation of this connection has completed and its socket is closed.
+    /// The slot may be reused.
+    Released(Token),
+    /// Another thread called the worker's [`Waker`].
+    Woken,
+}
+
+/// The operations a worker asks of its I/O backend. Calls queue work; [`Driver::turn`] submits it.
+pub trait Driver {
+    /// Starts reading from a newly accepted connection.
+    fn register(&mut self, token: Token, fd: OwnedFd);
+    /// Sends all of `buf`; completion is reported as [`Event::Sent`]. At most one send per token
+    /// may be in flight.
+    fn send(&mut self, token: Token, buf: Vec<u8>);
+    /// Shuts the socket down and closes it once nothing is in flight, then reports
+    /// [`Event::Released`]. No other event is reported for the token after this call.
+    fn close(&mut self, token: Token);
+    /// Stops accepting new connections (closes this worker's listener).
+    fn stop_accepting(&mut self);
+    /// Submits queued work, waits up to `timeout` for at least one completion, and hands every
+    /// completion to `on_event`.
+    fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, on_event: F) -> io::Result<()>;
+}
+
+/// Which backend to use (`WSD_IO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    /// io_uring when it can be set up, otherwise epoll (with a log line saying why).
+    Auto,
+    /// io_uring or refuse to start.
+    Uring,
+    /// epoll even when io_uring is available.
+    Epoll,
+}
+
+/// The backend a server actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring with multishot accept/recv and a provided-buffer ring.
+    Uring,
+    /// Level-triggered epoll.
+    Epoll,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "io_uring",
+            Backend::Epoll => "epoll",
+        })
+    }
+}
+
+/// Wakes a worker from another thread (an eventfd the worker's driver watches).
+#[derive(Debug, Clone)]
+pub struct Waker {
+    fd: std::sync::Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// Creates the eventfd behind a new waker.
+    pub fn new() -> io::Result<Self> {
+        use rustix::event::{EventfdFlags, eventfd};
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Waker {
+            fd: std::sync::Arc::new(fd),
+        })
+    }
+
+    /// Wakes the worker; cheap enough to call on every cross-thread hand-off.
+    pub fn wake(&self) {
+        // A full counter (EAGAIN) already means "awake"; nothing else can fail on an eventfd.
+        let _ = rustix::io::write(&*self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// The eventfd, for the driver to watch.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Resets the counter after a wake-up was seen.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&*self.fd, &mut buf);
+    }
+}

@@ -1,0 +1,22 @@
+//! wsd: a WebSocket server for Linux on per-core io_uring workers.
+//!
+//! # Layout
+//! - [`proto`]: the sans-IO protocol core: HTTP/1.1 upgrade, RFC 6455 frames, masking, UTF-8, close
+//!   handshake. Sees only byte slices; never touches a socket. `#![forbid(unsafe_code)]`.
+//! - [`app`]: the application boundary ([`app::App`]) and the built-in applications (`echo`).
+//! - [`io`]: the driver interface both I/O backends implement, and the choice between them.
+//! - [`uring`]: the io_uring backend (multishot accept/recv, provided-buffer ring, corked sends). The
+//!   only module with `unsafe`, every block with a `// SAFETY:` line.
+//! - [`epoll`]: the epoll fallback backend, used when io_uring cannot be set up or `WSD_IO=epoll`.
+//! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
+//! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
+//! - [`config`]: every knob, from flags and environment, validated at start.
+
+pub mod app;
+pub mod config;
+pub mod epoll;
+pub mod io;
+pub mod proto;
+pub mod server;
+pub mod uring;
+pub mod worker;

@@ -1,0 +1,254 @@
+//! One client connection from the first request byte to the end of the close handshake: the public
+//! API that the worker drives.
+//!
+//! A [`Connection`] starts in the handshake phase. [`Connection::handle_bytes`] buffers the request
+//! head until it is complete, answers it (101, an error, or the [`Handler`]'s HTTP response), and from
+//! then on decodes frames, in the same call for bytes that were pipelined after the request. All
+//! bytes owed to the peer are appended to the caller's `out`; the returned [`Status`] says what to do
+//! with the socket.
+
+use std::mem;
+
+use super::close::{CloseCode, write_close};
+use super::decoder::{Decoder, Event, Next};
+use super::frame::{Message, Opcode, write_frame};
+use super::handshake::{self, HttpRequest, Outcome};
+
+/// Per-server limits, shared by all connections (passed in on every call, not stored per connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message accepted, all fragments together; larger is closed with 1009.
+    pub max_payload: usize,
+    /// The request path that is upgraded to WebSocket; other paths go to [`Handler::http_request`].
+    pub ws_path: String,
+    /// The largest request head accepted; larger is answered with 431.
+    pub max_header_bytes: usize,
+}
+
+/// Why the application asks to close (returned from [`Handler::message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppClose {
+    /// The code of the close frame.
+    pub code: CloseCode,
+    /// The reason of the close frame (cut to 123 bytes).
+    pub reason: &'static str,
+}
+
+/// The application side of a connection.
+pub trait Handler {
+    /// The upgrade succeeded; the 101 response is already in `out`.
+    fn opened(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+    }
+
+    /// A complete message (text already UTF-8-validated). Append reply frames to `out` with
+    /// [`write_frame`].
+    fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose>;
+
+    /// A request that is not on the WebSocket path: append one complete HTTP response to `out`.
+    /// The connection is closed after it is flushed.
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>);
+}
+
+/// What the driver must do with the socket after a call.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Keep reading.
+    Open,
+    /// The server sent a close frame and is waiting for the peer's close (the driver arms a deadline).
+    Closing,
+    /// Flush `out`, then close the socket. Input after this is ignored.
+    Done,
+}
+
+#[derive(Debug)]
+enum State {
+    /// The request head received so far (empty, and unallocated, until a request arrives in pieces).
+    Handshaking(Vec<u8>),
+    /// Upgraded; the decoder knows whether the server has sent its close (closing mode).
+    Open(Decoder),
+    /// Nothing more to do.
+    Closed,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    state: State,
+}
+
+// Per-connection memory: keep it at one cache line.
+const _: () = assert!(mem::size_of::<Connection>() <= 64);
+
+impl Default for Connection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Connection {
+    /// A connection in the handshake phase. Allocates nothing.
+    pub const fn new() -> Self {
+        Self {
+            state: State::Handshaking(Vec::new()),
+        }
+    }
+
+    /// Upgraded, and no close frame sent or received.
+    pub fn is_open(&self) -> bool {
+        matches!(&self.state, State::Open(d) if !d.is_closing())
+    }
+
+    /// Still waiting for (the rest of) the request head.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::Handshaking(_))
+    }
+
+    /// Feed received bytes; bytes owed to the peer are appended to `out`.
+    ///
+    /// `input` is unmasked in place.
+    pub fn handle_bytes<H: Handler>(
+        &mut self,
+        input: &mut [u8],
+        limits: &Limits,
+        out: &mut Vec<u8>,
+        handler: &mut H,
+    ) -> Status {
+        match &mut self.state {
+            State::Closed => Status::Done,
+            State::Open(decoder) => {
+                let status = feed(decoder, input, limits, out, handler);
+                self.finish(status)
+            }
+            State::Handshaking(buf) if buf.is_empty() => {
+                match handshake::handle(input, limits, out, handler) {
+                    Outcome::Partial => {
+                        buf.extend_from_slice(input);
+                        Status::Open
+                    }
+                    Outcome::Responded => self.finish(Status::Done),
+                    Outcome::Upgraded(len) => {
+                        let rest = input.get_mut(len..).unwrap_or_default();
+                        self.upgraded(rest, limits, out, handler)
+                    }
+                }
+            }
+            State::Handshaking(buf) => {
+                buf.extend_from_slice(input);
+                // Parse again only once a line may have ended (or the limit is passed), so that a
+                // request trickling in byte by byte is not parsed once per byte.
+                if !input.contains(&b'\n') && buf.len() <= limits.max_header_bytes {
+                    return Status::Open;
+                }
+                match handshake::handle(buf, limits, out, handler) {
+                    Outcome::Partial => Status::Open,
+                    Outcome::Responded => self.finish(Status::Done),
+                    Outcome::Upgraded(len) => {
+                        let mut bytes = mem::take(buf);
+                        let rest = bytes.get_mut(len..).unwrap_or_default();
+                        self.upgraded(rest, limits, out, handler)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Server-initiated close (application, shutdown, idle timeout): writes a close frame with
+    /// `code` and `reason` and answers [`Status::Closing`]. In the handshake phase, or when already
+    /// closing or closed, it writes nothing and answers `Done` or the current status.
+    pub fn close(&mut self, code: CloseCode, reason: &str, out: &mut Vec<u8>) -> Status {
+        match &mut self.state {
+            State::Open(decoder) if !decoder.is_closing() => {
+                write_close(out, Some(code), reason);
+                decoder.start_closing();
+                Status::Closing
+            }
+            State::Open(_) => Status::Closing,
+            State::Handshaking(_) | State::Closed => self.finish(Status::Done),
+        }
+    }
+
+    /// Switches to the open state and decodes the bytes that followed the request.
+    fn upgraded<H: Handler>(
+        &mut self,
+        rest: &mut [u8],
+        limits: &Limits,
+        out: &mut Vec<u8>,
+        handler: &mut H,
+    ) -> Status {
+        handler.opened(out);
+        let mut decoder = Decoder::new();
+        let status = feed(&mut decoder, rest, limits, out, handler);
+        self.state = State::Open(decoder);
+        self.finish(status)
+    }
+
+    /// Drops all state once the connection is done.
+    fn finish(&mut self, status: Status) -> Status {
+        if status == Status::Done {
+            self.state = State::Closed;
+        }
+        status
+    }
+}
+
+/// Runs the decoder over `input` and answers its events.
+fn feed<H: Handler>(
+    decoder: &mut Decoder,
+    input: &mut [u8],
+    limits: &Limits,
+    out: &mut Vec<u8>,
+    handler: &mut H,
+) -> Status {
+    let mut status = if decoder.is_closing() {
+        Status::Closing
+    } else {
+        Status::Open
+    };
+    let _ = decoder.feed(input, limits.max_payload, |event| {
+        let closing = status == Status::Closing;
+        match event {
+            Event::Message(msg) => match handler.message(msg, out) {
+                Ok(()) => Next::Continue,
+                Err(app) => {
+                    write_close(out, Some(app.code), app.reason);
+                    status = Status::Closing;
+                    Next::Closing
+                }
+            },
+            Event::Ping(payload) => {
+                if !closing {
+                    write_frame(out, Opcode::Pong, payload);
+                }
+                Next::Continue
+            }
+            Event::Pong(_) => Next::Continue,
+            Event::Close(peer) => {
+                if !closing {
+                    write_close(out, peer.code, "");
+                }
+                status = Status::Done;
+                Next::Stop
+            }
+            Event::Error(_) if closing => {
+                status = Status::Done;
+                Next::Stop
+            }
+            Event::Error(e) if e.is_in_peer_close() => {
+                write_close(out, Some(e.close_code()), e.reason());
+                status = Status::Done;
+                Next::Stop
+            }
+            Event::Error(e) => {
+                write_close(out, Some(e.close_code()), e.reason());
+                status = Status::Closing;
+                Next::Closing
+            }
+        }
+    });
+    status
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! A deterministic in-memory harness that drives [`Connection`] with a recording [`Handler`].
+
+use super::*;
+use crate::proto::frame::test_frames::{client, raw, unmasked};
+use crate::proto::frame::{MessageKind, ProtocolError};
+use crate::proto::http::write_response;
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rec {
+    Opened,
+    Msg(MessageKind, Vec<u8>),
+    Http(String),
+}
+
+/// Records everything; echoes messages when `echo`; asks to close on the message "please close".
+#[derive(Default)]
+struct Recorder {
+    recs: Vec<Rec>,
+    echo: bool,
+}
+
+impl Handler for Recorder {
+    fn opened(&mut self, out: &mut Vec<u8>) {
+        self.recs.push(Rec::Opened);
+        out.extend_from_slice(b"<opened>");
+    }
+
+    fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        if msg.data == b"please close" {
+            return Err(AppClose {
+                code: CloseCode::POLICY,
+                reason: "as you wish",
+            });
+        }
+        self.recs.push(Rec::Msg(msg.kind, msg.data.to_vec()));
+        if self.echo {
+            write_frame(out, msg.kind.opcode(), msg.data);
+        }
+        Ok(())
+    }
+
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+        self.recs
+            .push(Rec::Http(format!("{} {}", req.method, req.path)));
+        write_response(out, 404, "Not Found", "text/plain", &[], b"not here\n");
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_payload: 1 << 20,
+        ws_path: "/ws".into(),
+        max_header_bytes: 8192,
+    }
+}
+
+/// The outcome of feeding a connection a sequence of chunks.
+struct Run {
+    conn: Connection,
+    recs: Vec<Rec>,
+    out: Vec<u8>,
+    statuses: Vec<Status>,
+}
+
+fn drive<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limits: &Limits, echo: bool) -> Run {
+    let mut conn = Connection::new();
+    let mut h = Recorder {
+        echo,
+        ..Recorder::default()
+    };
+    let mut out = Vec::new();
+    let mut statuses = Vec::new();
+    for chunk in chunks {
+        let mut input = chunk.to_vec();
+        statuses.push(conn.handle_bytes(&mut input, limits, &mut out, &mut h));
+    }
+    Run {
+        conn,
+        recs: h.recs,
+        out,
+        statuses,
+    }
+}
+
+/// A connection past the handshake, with `out` cleared.
+fn opened() -> (Connection, Recorder, Vec<u8>) {
+    let mut conn = Connection::new();
+    let mut h = Recorder::default();
+    let mut out = Vec::new();
+    let status = conn.handle_bytes(&mut UPGRADE.to_vec(), &limits(), &mut out, &mut h);
+    assert_eq!(status, Status::Open);
+    assert_eq!(out, [SWITCHING, b"<opened>"].concat());
+    assert!(conn.is_open());
+    out.clear();
+    h.recs.clear();
+    (conn, h, out)
+}
+
+fn feed(conn: &mut Connection, h: &mut Recorder, bytes: &[u8], out: &mut Vec<u8>) -> Status {
+    conn.handle_bytes(&mut bytes.to_vec(), &limits(), out, h)
+}
+
+/// The bytes of a server close frame.
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut f = vec![0x88, (2 + reason.len()) as u8];
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(reason.as_bytes());
+    f
+}
+
+fn server_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    write_frame(&mut f, opcode, payload);
+    f
+}
+
+/// `len` bytes of valid UTF-8 with code points of every width.
+fn text(len: usize) -> Vec<u8> {
+    let mut t = "aκ€😀".repeat(len / 10 + 1).into_bytes();
+    t.truncate(len);
+    while std::str::from_utf8(&t).is_err() {
+        t.pop();
+    }
+    t.resize(len, b'z');
+    t
+}
+
+/// The handshake followed by frames with every header form: payloads of 0, 1, 125, 126, 65535 and
+/// 65536 bytes, a ping, and the peer's close. Also returns where each frame starts and where each
+/// payload starts.
+fn session() -> (Vec<u8>, Vec<Rec>, Vec<usize>) {
+    let sizes = [0usize, 1, 125, 126, 65535, 65536];
+    let mut stream = UPGRADE.to_vec();
+    let mut recs = vec![Rec::Opened];
+    let mut bounds = vec![0];
+    let mut push = |stream: &mut Vec<u8>, frame: Vec<u8>, payload_len: usize| {
+        bounds.push(stream.len());
+        stream.extend_from_slice(&frame);
+        bounds.push(stream.len() - payload_len);
+    };
+    for (i, &len) in sizes.iter().enumerate() {
+        let (kind, opcode, payload) = if i % 2 == 0 {
+            (MessageKind::Text, Opcode::Text, text(len))
+        } else {
+            let p: Vec<u8> = (0..len).map(|j| (j * 13 + i) as u8).collect();
+            (MessageKind::Binary, Opcode::Binary, p)
+        };
+        push(&mut stream, client(true, opcode, &payload), len);
+        recs.push(Rec::Msg(kind, payload));
+        if i == 2 {
+            push(&mut stream, client(true, Opcode::Ping, b"ping!"), 5);
+        }
+    }
+    push(&mut stream, client(true, Opcode::Close, b"\x03\xe8bye"), 5);
+    bounds.push(stream.len());
+    (stream, recs, bounds)
+}
+
+/// Splits `stream` in two at each of `offsets` and checks that the messages, the output and the
+/// final status are those of feeding it whole.
+fn check_splits(stream: &[u8], recs: &[Rec], offsets: impl IntoIterator<Item = usize>) -> usize {
+    let whole = drive([stream], &limits(), true);
+    assert_eq!(whole.recs, recs);
+    assert_eq!(whole.statuses, [Status::Done]);
+    let mut count = 0;
+    for split in offsets {
+        let (a, b) = stream.split_at(split);
+        let run = drive([a, b], &limits(), true);
+        assert!(run.recs == whole.recs, "messages differ at split {split}");
+        assert!(run.out == whole.out, "output differs at split {split}");
+        assert_eq!(run.statuses.last(), Some(&Status::Done), "split {split}");
+        if split < stream.len() {
+            assert_eq!(run.statuses[0], Status::Open, "split {split}");
+        }
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn size_of_connection() {
+    assert_eq!(mem::size_of::<Connection>(), 56);
+}
+
+mod closing;
+mod handshake;
+mod streams;

@@ -1,0 +1,364 @@
+//! The HTTP/1.1 opening handshake (RFC 6455 §4.2): parsing the request, checking the upgrade, and
+//! writing the `101 Switching Protocols` response or an error response.
+//!
+//! No extension and no subprotocol is ever negotiated: `Sec-WebSocket-Extensions` and
+//! `Sec-WebSocket-Protocol` are ignored, so the response carries neither.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::connection::{Handler, Limits};
+use super::http::write_response;
+
+/// The most request headers accepted; more is answered with 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// The GUID that RFC 6455 appends to the client's key.
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A parsed HTTP request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The request target up to any `?`.
+    pub path: &'a str,
+    /// What follows the `?`, if there is one.
+    pub query: Option<&'a str>,
+    /// All headers in the order received.
+    pub headers: &'a [httparse::Header<'a>],
+}
+
+impl<'a> HttpRequest<'a> {
+    /// The value of the first header called `name` (compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Whether any header called `name` holds `token` in its comma-separated list (compared
+    /// case-insensitively).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+}
+
+/// What [`handle`] made of the bytes received so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The request head is not complete yet.
+    Partial,
+    /// The upgrade was accepted and the 101 response written; the request took this many bytes, and
+    /// whatever follows is already frames.
+    Upgraded(usize),
+    /// A complete response was written (an error, or the handler's answer to a plain HTTP request):
+    /// close the connection once it is flushed.
+    Responded,
+}
+
+/// Parses the request head at the start of `buf` and answers it: a 101 (the caller then calls
+/// [`Handler::opened`]), an error response, or whatever `handler` answers for a path other than
+/// `limits.ws_path`.
+pub fn handle<H: Handler>(
+    buf: &[u8],
+    limits: &Limits,
+    out: &mut Vec<u8>,
+    handler: &mut H,
+) -> Outcome {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return too_large(out, "request headers too large\n");
+            }
+            return Outcome::Partial;
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return too_large(out, "too many request headers\n");
+        }
+        Err(_) => return bad_request(out, "malformed HTTP request\n"),
+    };
+    if len > limits.max_header_bytes {
+        return too_large(out, "request headers too large\n");
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return bad_request(out, "malformed HTTP request\n");
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let request = HttpRequest {
+        method,
+        path,
+        query,
+        headers: req.headers,
+    };
+    if path != limits.ws_path {
+        handler.http_request(&request, out);
+        return Outcome::Responded;
+    }
+    match check_upgrade(&request, version) {
+        Ok(key) => {
+            write_switching_protocols(out, key);
+            Outcome::Upgraded(len)
+        }
+        Err(rejection) => {
+            rejection.write(out);
+            Outcome::Responded
+        }
+    }
+}
+
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rejection {
+    status: u16,
+    body: &'static str,
+}
+
+impl Rejection {
+    const fn bad(body: &'static str) -> Self {
+        Self { status: 400, body }
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        match self.status {
+            405 => write_response(
+                out,
+                405,
+                "Method Not Allowed",
+                TEXT,
+                &[("Allow", "GET")],
+                self.body.as_bytes(),
+            ),
+            426 => write_response(
+                out,
+                426,
+                "Upgrade Required",
+                TEXT,
+                &[("Sec-WebSocket-Version", "13")],
+                self.body.as_bytes(),
+            ),
+            _ => write_response(out, 400, "Bad Request", TEXT, &[], self.body.as_bytes()),
+        }
+    }
+}
+
+/// Checks an upgrade request on the WebSocket path; returns the client's key.
+fn check_upgrade<'a>(req: &HttpRequest<'a>, version: u8) -> Result<&'a [u8], Rejection> {
+    if req.method != "GET" {
+        return Err(Rejection {
+            status: 405,
+            body: "method must be GET for a WebSocket upgrade\n",
+        });
+    }
+    if version < 1 {
+        return Err(Rejection::bad(
+            "HTTP/1.1 is required for a WebSocket upgrade\n",
+        ));
+    }
+    if req.header("Host").is_none() {
+        return Err(Rejection::bad("missing Host header\n"));
+    }
+    if !req.has_token("Upgrade", "websocket") {
+        return Err(Rejection::bad(
+            "Upgrade header must contain \"websocket\"\n",
+        ));
+    }
+    if !req.has_token("Connection", "upgrade") {
+        return Err(Rejection::bad(
+            "Connection header must contain \"Upgrade\"\n",
+        ));
+    }
+    match req.header("Sec-WebSocket-Version").map(<[u8]>::trim_ascii) {
+        None => return Err(Rejection::bad("missing Sec-WebSocket-Version header\n")),
+        Some(b"13") => {}
+        Some(_) => {
+            return Err(Rejection {
+                status: 426,
+                body: "unsupported Sec-WebSocket-Version (only 13 is supported)\n",
+            });
+        }
+    }
+    let Some(key) = req.header("Sec-WebSocket-Key").map(<[u8]>::trim_ascii) else {
+        return Err(Rejection::bad("missing Sec-WebSocket-Key header\n"));
+    };
+    if !is_valid_key(key) {
+        return Err(Rejection::bad(
+            "Sec-WebSocket-Key must be base64 of 16 bytes\n",
+        ));
+    }
+    Ok(key)
+}
+
+/// Whether `key` is the base64 encoding of exactly 16 bytes.
+fn is_valid_key(key: &[u8]) -> bool {
+    let mut decoded = [0u8; 18];
+    key.len() == 24 && STANDARD.decode_slice(key, &mut decoded) == Ok(16)
+}
+
+/// The `Sec-WebSocket-Accept` value for `key`: base64(SHA-1(key ++ GUID)), 28 bytes.
+pub fn accept_key(key: &[u8]) -> [u8; 28] {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    let mut accept = [0u8; 28];
+    // 20 bytes always encode to exactly 28.
+    let _ = STANDARD.encode_slice(sha.digest().bytes(), &mut accept);
+    accept
+}
+
+fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8]) {
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    out.reserve(HEAD.len() + 28 + 4);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(&accept_key(key));
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+fn bad_request(out: &mut Vec<u8>, body: &str) -> Outcome {
+    write_response(out, 400, "Bad Request", TEXT, &[], body.as_bytes());
+    Outcome::Responded
+}
+
+fn too_large(out: &mut Vec<u8>, body: &str) -> Outcome {
+    write_response(
+        out,
+        431,
+        "Request Header Fields Too Large",
+        TEXT,
+        &[],
+        body.as_bytes(),
+    );
+    Outcome::Responded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::connection::AppClose;
+    use crate::proto::frame::Message;
+
+    struct NotFound(Vec<String>);
+
+    impl Handler for NotFound {
+        fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
+            Ok(())
+        }
+        fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+            let ua = req.header("user-agent").unwrap_or_default();
+            self.0.push(format!(
+                "{} {} {:?} {}",
+                req.method,
+                req.path,
+                req.query,
+                String::from_utf8_lossy(ua)
+            ));
+            write_response(out, 404, "Not Found", TEXT, &[], b"not found\n");
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_payload: 1 << 20,
+            ws_path: "/ws".into(),
+            max_header_bytes: 8192,
+        }
+    }
+
+    fn run(req: &str) -> (Outcome, String, Vec<String>) {
+        let mut out = Vec::new();
+        let mut h = NotFound(Vec::new());
+        let o = handle(req.as_bytes(), &limits(), &mut out, &mut h);
+        (o, String::from_utf8(out).unwrap(), h.0)
+    }
+
+    /// RFC 6455 §1.3: the SHA-1 of the example key and GUID is b3 7a 4f 2c c0 62 4f 16 90 f6 46 06
+    /// cf 38 59 45 b2 be c4 ea, whose base64 is the value below (also §1.3's example response).
+    #[test]
+    fn rfc_accept_key() {
+        assert_eq!(
+            &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn valid_upgrade() {
+        let req = "GET /ws?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+        let (o, out, _) = run(req);
+        assert_eq!(o, Outcome::Upgraded(req.len()));
+        assert_eq!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn token_lists_and_case() {
+        let req = "GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: h2c, WebSocket\r\n\
+                   connection: keep-alive,  UPGRADE \r\nsec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\n\
+                   sec-websocket-version: 13\r\n\r\n";
+        assert_eq!(run(req).0, Outcome::Upgraded(req.len()));
+        // Split over two Connection headers.
+        let req = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+        assert_eq!(run(req).0, Outcome::Upgraded(req.len()));
+        // A substring is not a token.
+        let req = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocketx\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        assert!(run(req).1.starts_with("HTTP/1.1 400 "));
+    }
+
+    #[test]
+    fn other_paths_go_to_the_handler() {
+        let (o, out, seen) =
+            run("GET /index.html?x=1&y HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
+        assert_eq!(o, Outcome::Responded);
+        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert_eq!(seen, ["GET /index.html Some(\"x=1&y\") t"]);
+        // Even an upgrade request.
+        let (o, _, seen) = run(
+            "GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert_eq!(o, Outcome::Responded);
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn partial_and_limits() {
+        assert_eq!(run("GET /ws HTTP/1.1\r\nHost: x\r\n").0, Outcome::Partial);
+        assert_eq!(run("").0, Outcome::Partial);
+        let long = format!("GET /ws HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(8200));
+        let (o, out, _) = run(&long);
+        assert_eq!(o, Outcome::Responded);
+        assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        // Complete but over the limit: the same answer as when it arrives in pieces.
+        let (_, out, _) = run(&format!("{long}\r\n"));
+        assert!(out.starts_with("HTTP/1.1 431 "));
+        let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
+        let (_, out, _) = run(&format!("GET /ws HTTP/1.1\r\n{many}\r\n"));
+        assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
+        assert!(out.ends_with("too many request headers\n"));
+        let (_, out, _) = run("GARBAGE\0 / HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.ends_with("malformed HTTP request\n"));
+    }
+}

@@ -1,0 +1,538 @@
+//! The io_uring backend: multishot accept, multishot receive into a provided-buffer ring, one send
+//! in flight per connection, and one `io_uring_enter` per loop turn.
+//!
+//! Ownership rules (STYLE.md, "Unsafe is fenced"): an in-flight operation owns its buffer and socket
+//! until its completion arrives. `close` shuts the socket down so in-flight operations finish, and
+//! the slot is released only when none is left; a buffer the kernel may still write is never freed.
+
+mod bufring;
+mod op;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use rustix::io::Errno;
+use tracing::{debug, warn};
+
+use crate::io::{Driver, Event, Token, Waker};
+use bufring::BufRing;
+use op::{OpKind, generation24, pack, unpack};
+
+/// The buffer group id of the worker's receive ring.
+const BGID: u16 = 0;
+/// Receive buffers per worker. Each completion takes a whole buffer, so this bounds how many
+/// connections can deliver data in one turn before ENOBUFS (handled, but a re-arm costs).
+const RECV_BUFFERS: u16 = 2048;
+/// Bytes per receive buffer. 2048 × 4 KiB = 8 MiB per worker.
+const RECV_BUF_SIZE: u32 = 4096;
+/// Submission queue entries; the completion queue is four times larger.
+const SQ_ENTRIES: u32 = 1024;
+
+/// Sizes a worker's ring; the defaults suit a server, tests may shrink them.
+#[derive(Debug, Clone, Copy)]
+pub struct UringParams {
+    /// Receive buffers in the provided-buffer ring (a power of two).
+    pub recv_buffers: u16,
+    /// Bytes per receive buffer.
+    pub recv_buf_size: u32,
+}
+
+impl Default for UringParams {
+    fn default() -> Self {
+        UringParams {
+            recv_buffers: RECV_BUFFERS,
+            recv_buf_size: RECV_BUF_SIZE,
+        }
+    }
+}
+
+/// One connection as the driver sees it.
+struct Sock {
+    fd: OwnedFd,
+    generation: u32,
+    recv_armed: bool,
+    /// The buffer of the send in flight and how much of it the kernel has taken.
+    send: Option<(Vec<u8>, usize)>,
+    /// `close` was called: report nothing more, release when nothing is in flight.
+    closing: bool,
+}
+
+/// A worker's io_uring ring, its listener and its connections' sockets.
+pub struct UringDriver {
+    // Field order is drop order: the ring goes first so the kernel lets go of the buffers.
+    ring: IoUring,
+    bufs: Option<BufRing>,
+    listener: Option<OwnedFd>,
+    accept_armed: bool,
+    waker: Waker,
+    wake_armed: bool,
+    socks: Vec<Option<Sock>>,
+    /// Slots whose multishot receive ended without an error and must be re-armed after buffers
+    /// are returned.
+    rearm: Vec<u32>,
+    /// Connections closed with nothing in flight, reported as `Released` next turn.
+    released: Vec<Token>,
+    cqes: Vec<cqueue::Entry>,
+    recv_inflight: usize,
+    overflow_seen: u32,
+}
+
+/// Whether io_uring with the features wsd needs can be set up in this process.
+pub fn probe() -> io::Result<()> {
+    let ring = build_ring()?;
+    let mut bufs = BufRing::new(8, 64)?;
+    bufs.register(&ring.submitter(), BGID)?;
+    ring.submitter().unregister_buf_ring(BGID)?;
+    Ok(())
+}
+
+fn build_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(SQ_ENTRIES * 4)
+        .build(SQ_ENTRIES)
+}
+
+impl UringDriver {
+    /// Sets up the ring on the calling thread (the ring's single issuer) around `listener`.
+    pub fn new(listener: OwnedFd, waker: Waker, params: UringParams) -> io::Result<Self> {
+        let ring = build_ring()?;
+        let mut bufs = BufRing::new(params.recv_buffers, params.recv_buf_size)?;
+        bufs.register(&ring.submitter(), BGID)?;
+        let mut driver = UringDriver {
+            ring,
+            bufs: Some(bufs),
+            listener: Some(listener),
+            accept_armed: false,
+            waker,
+            wake_armed: false,
+            socks: Vec::new(),
+            rearm: Vec::new(),
+            released: Vec::new(),
+            cqes: Vec::with_capacity(SQ_ENTRIES as usize * 4),
+            recv_inflight: 0,
+            overflow_seen: 0,
+        };
+        driver.arm_accept();
+        driver.arm_wake();
+        Ok(driver)
+    }
+
+    /// Queues a submission, flushing the queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    /// Every buffer and file descriptor `sqe` refers to must stay valid until its completion.
+    unsafe fn push(&mut self, sqe: &squeue::Entry) {
+        loop {
+            // SAFETY: the caller guarantees the entry's resources outlive the operation.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit()
+                && e.raw_os_error() != Some(Errno::BUSY.raw_os_error())
+            {
+                warn!(error = %e, "io_uring submit failed while the queue was full");
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let sqe = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(rustix::net::SocketFlags::CLOEXEC.bits() as i32)
+            .build()
+            .user_data(pack(
+                OpKind::Accept,
+                Token {
+                    index: 0,
+                    generation: 0,
+                },
+            ));
+        // SAFETY: accept writes no buffer of ours; the listener stays open while the accept is armed
+        // (it is only dropped in `stop_accepting`, which cancels it first, or with the ring).
+        unsafe { self.push(&sqe) };
+        self.accept_armed = true;
+    }
+
+    fn arm_wake(&mut self) {
+        let sqe = opcode::PollAdd::new(
+            types::Fd(self.waker.fd().as_raw_fd()),
+            0x1, /* POLLIN */
+        )
+        .multi(true)
+        .build()
+        .user_data(pack(
+            OpKind::Wake,
+            Token {
+                index: 0,
+                generation: 0,
+            },
+        ));
+        // SAFETY: poll writes no buffer; the eventfd is owned by `self.waker`, which lives as long
+        // as the ring.
+        unsafe { self.push(&sqe) };
+        self.wake_armed = true;
+    }
+
+    fn arm_recv(&mut self, index: u32) {
+        let Some(Some(sock)) = self.socks.get_mut(index as usize) else {
+            return;
+        };
+        if sock.recv_armed || sock.closing {
+            return;
+        }
+        sock.recv_armed = true;
+        let token = Token {
+            index,
+            generation: sock.generation,
+        };
+        let sqe = opcode::RecvMulti::new(types::Fd(sock.fd.as_raw_fd()), BGID)
+            .build()
+            .user_data(pack(OpKind::Recv, token));
+        self.recv_inflight += 1;
+        // SAFETY: the receive writes only into provided buffers, which live until the ring is gone;
+        // the socket is kept open until this receive's final completion (see `maybe_release`).
+        unsafe { self.push(&sqe) };
+    }
+
+    fn submit_send(&mut self, index: u32) {
+        let Some(Some(sock)) = self.socks.get_mut(index as usize) else {
+            return;
+        };
+        let Some((buf, off)) = &sock.send else { return };
+        let rest = &buf[*off..];
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        let token = Token {
+            index,
+            generation: sock.generation,
+        };
+        let sqe = opcode::Send::new(types::Fd(sock.fd.as_raw_fd()), rest.as_ptr(), len)
+            .flags(rustix::net::SendFlags::NOSIGNAL.bits() as i32)
+            .build()
+            .user_data(pack(OpKind::Send, token));
+        // SAFETY: the bytes live in `sock.send`'s heap buffer, which is neither moved nor dropped
+        // until this send's completion (the Vec's heap storage stays put even if `socks` grows), and
+        // the socket stays open until then.
+        unsafe { self.push(&sqe) };
+    }
+
+    /// Looks up a live slot by token; `None` for a stale generation.
+    fn sock_mut(&mut self, token: Token) -> Option<&mut Sock> {
+        match self.socks.get_mut(token.index as usize) {
+            Some(Some(sock)) if generation24(sock.generation) == token.generation => Some(sock),
+            _ => None,
+        }
+    }
+
+    /// Frees a closing slot once no operation is in flight; the fd closes as the `Sock` drops.
+    fn maybe_release(&mut self, index: u32) -> Option<Token> {
+        let slot = self.socks.get_mut(index as usize)?;
+        let sock = slot.as_ref()?;
+        if sock.closing && !sock.recv_armed && sock.send.is_none() {
+            let token = Token {
+                index,
+                generation: sock.generation,
+            };
+            *slot = None;
+            return Some(token);
+        }
+        None
+    }
+
+    fn complete<F: FnMut(Event<'_>)>(&mut self, cqe: &cqueue::Entry, on_event: &mut F) {
+        let (res, flags) = (cqe.result(), cqe.flags());
+        let Some((kind, t)) = unpack(cqe.user_data()) else {
+            warn!(user_data = cqe.user_data(), "completion wsd did not submit");
+            return;
+        };
+        match kind {
+            OpKind::Accept => self.complete_accept(res, flags, on_event),
+            OpKind::Wake => {
+                self.waker.drain();
+                on_event(Event::Woken);
+                if !cqueue::more(flags) {
+                    self.arm_wake();
+                }
+            }
+            OpKind::Recv => self.complete_recv(t, res, flags, on_event),
+            OpKind::Send => self.complete_send(t, res, on_event),
+            OpKind::Cancel => {}
+        }
+    }
+
+    fn complete_accept<F: FnMut(Event<'_>)>(&mut self, res: i32, flags: u32, on_event: &mut F) {
+        if res >= 0 {
+            // SAFETY: a successful accept completion's result is a new descriptor that nothing else
+            // owns; wrapping it makes it closed exactly once.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            on_event(Event::Accepted(fd));
+        } else {
+            let err = io::Error::from_raw_os_error(-res);
+            if -res != Errno::CANCELED.raw_os_error() {
+                warn!(error = %err, "accept failed");
+            }
+        }
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+            // Out of descriptors: re-arming at once would spin; `turn` retries on its next call.
+            let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+                .iter()
+                .any(|e| -res == e.raw_os_error());
+            if !exhausted {
+                self.arm_accept();
+            }
+        }
+    }
+
+    fn complete_recv<F: FnMut(Event<'_>)>(
+        &mut self,
+        t: Token,
+        res: i32,
+        flags: u32,
+        on_event: &mut F,
+    ) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        let closing = match self.sock_mut(t) {
+            Some(sock) => {
+                if !more {
+                    sock.recv_armed = false;
+                }
+                sock.closing
+            }
+            None => {
+                debug_assert!(false, "receive completion for a released slot");
+                true
+            }
+        };
+        let token = self.sock_mut(t).map(|s| Token {
+            index: t.index,
+            generation: s.generation,
+        });
+        if !more {
+            self.recv_inflight = self.recv_inflight.saturating_sub(1);
+        }
+        if let Some(bid) = bid {
+            if let (Some(bufs), Some(token)) = (self.bufs.as_mut(), token)
+                && res > 0
+                && !closing
+            {
+                on_event(Event::Data(token, bufs.filled(bid, res as usize)));
+            }
+            if let Some(bufs) = self.bufs.as_mut() {
+                bufs.recycle(bid);
+            }
+        }
+        if more {
+            return;
+        }
+        let Some(token) = token else { return };
+        if closing {
+            if let Some(released) = self.maybe_release(t.index) {
+                on_event(Event::Released(released));
+            }
+        } else if res > 0 || -res == Errno::NOBUFS.raw_os_error() {
+            // The multishot receive ended but the socket is fine: re-arm once buffers are back.
+            self.rearm.push(t.index);
+        } else {
+            // 0 is end of stream; anything else is a socket error.
+            on_event(Event::ReadClosed(token));
+        }
+    }
+
+    fn complete_send<F: FnMut(Event<'_>)>(&mut self, t: Token, res: i32, on_event: &mut F) {
+        let Some(sock) = self.sock_mut(t) else {
+            debug_assert!(false, "send completion for a released slot");
+            return;
+        };
+        let token = Token {
+            index: t.index,
+            generation: sock.generation,
+        };
+        let Some((buf, off)) = sock.send.as_mut() else {
+            return;
+        };
+        let result = if res > 0 {
+            *off += res as usize;
+            if *off < buf.len() && !sock.closing {
+                self.submit_send(t.index); // short send: the rest goes out next
+                return;
+            }
+            Ok(())
+        } else if res == 0 {
+            Err(io::Error::from(io::ErrorKind::WriteZero))
+        } else {
+            Err(io::Error::from_raw_os_error(-res))
+        };
+        let Some((buf, _)) = sock.send.take() else {
+            return;
+        };
+        if sock.closing {
+            if let Some(released) = self.maybe_release(t.index) {
+                on_event(Event::Released(released));
+            }
+        } else {
+            on_event(Event::Sent(token, buf, result));
+        }
+    }
+}
+
+impl Driver for UringDriver {
+    fn register(&mut self, token: Token, fd: OwnedFd) {
+        let index = token.index as usize;
+        if self.socks.len() <= index {
+            self.socks.resize_with(index + 1, || None);
+        }
+        debug_assert!(self.socks[index].is_none(), "slot registered twice");
+        self.socks[index] = Some(Sock {
+            fd,
+            generation: token.generation,
+            recv_armed: false,
+            send: None,
+            closing: false,
+        });
+        self.arm_recv(token.index);
+    }
+
+    fn send(&mut self, token: Token, buf: Vec<u8>) {
+        let Some(sock) = self.sock_mut(Token {
+            generation: generation24(token.generation),
+            ..token
+        }) else {
+            return;
+        };
+        debug_assert!(sock.send.is_none(), "two sends in flight on one connection");
+        if sock.closing || sock.send.is_some() || buf.is_empty() {
+            return;
+        }
+        sock.send = Some((buf, 0));
+        self.submit_send(token.index);
+    }
+
+    fn close(&mut self, token: Token) {
+        let t = Token {
+            generation: generation24(token.generation),
+            ..token
+        };
+        let Some(sock) = self.sock_mut(t) else { return };
+        if sock.closing {
+            return;
+        }
+        sock.closing = true;
+        // Shutting the socket down ends a pending receive (end of stream) and fails a send that is
+        // waiting for the peer's window, so every operation completes and the slot can be freed.
+        let _ = rustix::net::shutdown(&sock.fd, rustix::net::Shutdown::Both);
+        if sock.recv_armed {
+            let sqe = opcode::AsyncCancel::new(pack(OpKind::Recv, t))
+                .build()
+                .user_data(pack(OpKind::Cancel, t));
+            // SAFETY: a cancel refers to no buffer or descriptor of ours.
+            unsafe { self.push(&sqe) };
+        }
+        if let Some(released) = self.maybe_release(token.index) {
+            self.released.push(released);
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        if self.listener.is_none() {
+            return;
+        }
+        if self.accept_armed {
+            let t = Token {
+                index: 0,
+                generation: 0,
+            };
+            let sqe = opcode::AsyncCancel::new(pack(OpKind::Accept, t))
+                .build()
+                .user_data(pack(OpKind::Cancel, t));
+            // SAFETY: a cancel refers to no buffer or descriptor of ours.
+            unsafe { self.push(&sqe) };
+            // The listener must outlive the accept; the kernel holds its own file reference for the
+            // armed accept, so closing our descriptor now only stops new connections reaching it.
+        }
+        if let Some(listener) = self.listener.take() {
+            let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Both);
+        }
+    }
+
+    fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
+        if !self.accept_armed && self.listener.is_some() {
+            self.arm_accept();
+        }
+        let released = std::mem::take(&mut self.released);
+        let want = if released.is_empty() { 1 } else { 0 };
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        if let Err(e) = self.ring.submitter().submit_with_args(want, &args) {
+            let benign = [Errno::TIME, Errno::INTR, Errno::BUSY, Errno::AGAIN];
+            if !benign
+                .iter()
+                .any(|b| e.raw_os_error() == Some(b.raw_os_error()))
+            {
+                return Err(e);
+            }
+        }
+        for token in released {
+            on_event(Event::Released(token));
+        }
+        // Drain the completion queue fully; more may arrive (overflow flushed) while we work.
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(self.ring.completion());
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                break;
+            }
+            for cqe in &cqes {
+                self.complete(cqe, &mut on_event);
+            }
+            cqes.clear();
+            self.cqes = cqes;
+            if let Some(bufs) = self.bufs.as_mut() {
+                bufs.publish();
+            }
+            if !self.ring.submission().cq_overflow() {
+                break;
+            }
+            // Completions were parked in the kernel's overflow list: flush them in.
+            let _ = self.ring.submit_and_wait(0);
+        }
+        let overflow = self.ring.completion().overflow();
+        if overflow != self.overflow_seen {
+            warn!(
+                lost = overflow - self.overflow_seen,
+                "io_uring completion queue overflowed"
+            );
+            self.overflow_seen = overflow;
+        }
+        for index in std::mem::take(&mut self.rearm) {
+            self.arm_recv(index);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        if self.recv_inflight > 0 {
+            // A receive might still be writing into a provided buffer: leak the buffers rather than
+            // free memory the kernel may use. (Workers drain their connections before exiting, so
+            // this happens only on abnormal exits.)
+            debug!(
+                in_flight = self.recv_inflight,
+                "leaking receive buffers at driver drop"
+            );
+            std::mem::forget(self.bufs.take());
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The per-core event loop: it joins one driver, the connection slab, the protocol core and the
+//! application.
+//!
+//! One loop turn: the driver submits what the last turn queued and waits for completions; each
+//! completion updates connection state (input is parsed in place in the driver's buffer and replies
+//! are appended to the connection's out-queue); then every connection with new output gets one send
+//! (corked writes, DESIGN.md decision 5), and due deadlines fire.
+
+mod deadlines;
+mod routes;
+mod slab;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use crate::app::{App, Outbox};
+use crate::io::{Driver, Event, Token};
+use crate::proto::connection::AppClose;
+use crate::proto::{CloseCode, Connection, Handler, HttpRequest, Limits, Message, Status};
+use crate::server::Shared;
+use deadlines::Deadlines;
+use slab::Slab;
+
+/// A client that has not finished its upgrade request by then is dropped (slow-loris).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits for the peer's close frame after sending its own.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping worker lets connections finish their close handshake.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the loop sleeps without a deadline due, so a missed wake-up costs at most this.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Output buffers kept for reuse per worker, and the largest one worth keeping.
+const POOL_BUFFERS: usize = 256;
+const POOL_MAX_CAPACITY: usize = 256 * 1024;
+
+/// One connection as the worker sees it.
+struct Conn {
+    proto: Connection,
+    /// Bytes owed to the peer, not yet handed to the driver.
+    out: Vec<u8>,
+    /// A send is in flight (the driver holds the previous out buffer).
+    sending: bool,
+    /// Listed in `dirty` for this turn's flush.
+    dirty: bool,
+    /// Close the socket once `out` is flushed (handshake refused, close handshake done, peer gone).
+    close_after_flush: bool,
+    /// Close the socket at this turn's flush, whatever is pending.
+    close_now: bool,
+    /// The server sent a close frame and waits for the peer's.
+    closing: bool,
+    /// `Driver::close` was called; waiting for `Released`.
+    closed: bool,
+}
+
+// Connection state is per-connection memory (STYLE.md: state is a budget).
+const _: () = assert!(size_of::<Conn>() <= 128);
+
+/// Everything a worker owns except the driver, so driver completions can borrow it.
+struct State<A> {
+    id: usize,
+    app: A,
+    conns: Slab<Conn>,
+    limits: Arc<Limits>,
+    shared: Arc<Shared>,
+    dirty: Vec<Token>,
+    accepted: Vec<(Token, OwnedFd)>,
+    handshakes: Deadlines,
+    closings: Deadlines,
+    pool: Vec<Vec<u8>>,
+    stop_at: Option<Instant>,
+    now: Instant,
+    expired: Vec<Token>,
+}
+
+/// A worker: its driver and its state.
+pub struct Worker<D, A> {
+    driver: D,
+    state: State<A>,
+}
+
+impl<D: Driver, A: App> Worker<D, A> {
+    /// A worker numbered `id` serving `app` on `driver`.
+    pub fn new(id: usize, driver: D, app: A, limits: Arc<Limits>, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        Worker {
+            driver,
+            state: State {
+                id,
+                app,
+                conns: Slab::default(),
+                limits,
+                shared,
+                dirty: Vec::new(),
+                accepted: Vec::new(),
+                handshakes: Deadlines::new(HANDSHAKE_TIMEOUT),
+                closings: Deadlines::new(CLOSE_TIMEOUT),
+                pool: Vec::new(),
+                stop_at: None,
+                now,
+                expired: Vec::new(),
+            },
+        }
+    }
+
+    /// Runs until the server stops and every connection of this worker is released.
+    pub fn run(mut self) -> io::Result<()> {
+        loop {
+            let timeout = self.state.sleep_for();
+            let state = &mut self.state;
+            self.driver.turn(timeout, |event| state.on_event(event))?;
+            self.state.now = Instant::now();
+            self.state.check_stop(&mut self.driver);
+            self.state.expire();
+            self.state.flush(&mut self.driver);
+            if self.state.stop_at.is_some() && self.state.conns.is_empty() {
+                debug!(worker = self.state.id, "worker stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<A: App> State<A> {
+    fn sleep_for(&self) -> Duration {
+        let next = [self.handshakes.next(), self.closings.next(), self.stop_at]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        }
+    }
+
+    fn on_event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Accepted(fd) => self.on_accepted(fd),
+            Event::Data(token, bytes) => self.on_data(token, bytes),
+            Event::ReadClosed(token) => {
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.close_after_flush = true;
+                    mark_dirty(&mut self.dirty, conn, token);
+                }
+            }
+            Event::Sent(token, mut buf, result) => {
+                buf.clear();
+                if self.pool.len() < POOL_BUFFERS && buf.capacity() <= POOL_MAX_CAPACITY {
+                    self.pool.push(buf);
+                }
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.sending = false;
+                    if result.is_err() {
+                        conn.close_now = true;
+                    }
+                    mark_dirty(&mut self.dirty, conn, token);
+                }
+            }
+            Event::Released(token) => {
+                if self.conns.remove(token).is_some() {
+                    self.worker_stats()
+                        .connections
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Event::Woken => {}
+        }
+    }
+
+    fn worker_stats(&self) -> &crate::server::WorkerStats {
+        &self.shared.workers[self.id]
+    }
+
+    fn on_accepted(&mut self, fd: OwnedFd) {
+        if self.stop_at.is_some() {
+            return; // dropping the descriptor closes it
+        }
+        if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
+            debug!(error = %e, "TCP_NODELAY failed");
+        }
+        let token = self.conns.insert(Conn {
+            proto: Connection::new(),
+            out: Vec::new(),
+            sending: false,
+            dirty: false,
+            close_after_flush: false,
+            close_now: false,
+            closing: false,
+            closed: false,
+        });
+        self.accepted.push((token, fd));
+        self.handshakes.arm(self.now, token);
+        let stats = self.worker_stats();
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_data(&mut self, token: Token, bytes: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed || conn.close_now || conn.close_after_flush {
+            return;
+        }
+        if conn.out.capacity() == 0 {
+            conn.out = self.pool.pop().unwrap_or_default();
+        }
+        let mut handler = Bridge {
+            app: &mut self.app,
+            token,
+            shared: &self.shared,
+        };
+        let status = conn
+            .proto
+            .handle_bytes(bytes, &self.limits, &mut conn.out, &mut handler);
+        match status {
+            Status::Open => {}
+            Status::Closing => {
+                if !conn.closing {
+                    conn.closing = true;
+                    self.closings.arm(self.now, token);
+                }
+            }
+            Status::Done => conn.close_after_flush = true,
+        }
+        if !conn.out.is_empty() || conn.close_after_flush {
+            mark_dirty(&mut self.dirty, conn, token);
+        } else if conn.out.capacity() > 0 {
+            // Idle connections keep no buffer; the next input takes one from the pool.
+            self.pool.push(std::mem::take(&mut conn.out));
+        }
+    }
+
+    /// Starts a server-initiated close of one connection.
+    fn close_with(&mut self, token: Token, code: CloseCode, reason: &str) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        match conn.proto.close(code, reason, &mut conn.out) {
+            Status::Open => {}
+            Status::Closing => {
+                if !conn.closing {
+                    conn.closing = true;
+                    self.closings.arm(self.now, token);
+                }
+            }
+            Status::Done => conn.close_after_flush = true,
+        }
+        mark_dirty(&mut self.dirty, conn, token);
+    }
+
+    /// On the first turn after the server asked to stop: stop accepting and close every connection
+    /// with 1001; after `STOP_TIMEOUT`, drop whatever is left.
+    fn check_stop<D: Driver>(&mut self, driver: &mut D) {
+        match self.stop_at {
+            None if self.shared.stopping.load(Ordering::Acquire) => {
+                self.stop_at = Some(self.now + STOP_TIMEOUT);
+                driver.stop_accepting();
+                for token in self.conns.tokens() {
+                    self.close_with(token, CloseCode::GOING_AWAY, "server shutting down");
+                }
+            }
+            Some(at) if self.now >= at => {
+                for token in self.conns.tokens() {
+                    if let Some(conn) = self.conns.get_mut(token) {
+                        conn.close_now = true;
+                        mark_dirty(&mut self.dirty, conn, token);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops connections whose handshake or close handshake ran out of time.
+    fn expire(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.handshakes.expired(self.now, &mut expired);
+        for &token in &expired {
+            if let Some(conn) = self.conns.get_mut(token)
+                && conn.proto.is_handshaking()
+                && !conn.closed
+            {
+                debug!(worker = self.id, "handshake timed out");
+                conn.close_now = true;
+                mark_dirty(&mut self.dirty, conn, token);
+            }
+        }
+        expired.clear();
+        self.closings.expired(self.now, &mut expired);
+        for &token in &expired {
+            if let Some(conn) = self.conns.get_mut(token)
+                && !conn.closed
+            {
+                conn.close_now = true;
+                mark_dirty(&mut self.dirty, conn, token);
+            }
+        }
+        expired.clear();
+        self.expired = expired;
+    }
+
+    /// Hands this turn's work to the driver: new sockets, one send per connection with output,
+    /// and closes.
+    fn flush<D: Driver>(&mut self, driver: &mut D) {
+        for (token, fd) in self.accepted.drain(..) {
+            driver.register(token, fd);
+        }
+        for token in std::mem::take(&mut self.dirty) {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.closed {
+                continue;
+            }
+            let drained = !conn.sending && conn.out.is_empty();
+            if conn.close_now || (drained && conn.close_after_flush) {
+                conn.closed = true;
+                if conn.out.capacity() > 0 {
+                    let mut out = std::mem::take(&mut conn.out);
+                    out.clear();
+                    self.pool.push(out);
+                }
+                driver.close(token);
+                self.app.on_close(token);
+                continue;
+            }
+            if !conn.sending && !conn.out.is_empty() {
+                conn.sending = true;
+                driver.send(token, std::mem::take(&mut conn.out));
+            }
+        }
+        self.dirty.clear();
+        self.pool.truncate(POOL_BUFFERS);
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(token);
+    }
+}
+
+/// Connects the protocol core's callbacks to the application and the built-in HTTP routes.
+struct Bridge<'a, A> {
+    app: &'a mut A,
+    token: Token,
+    shared: &'a Shared,
+}
+
+impl<A: App> Handler for Bridge<'_, A> {
+    fn opened(&mut self, out: &mut Vec<u8>) {
+        self.app.on_open(self.token, &mut Outbox::new(out));
+    }
+
+    fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        self.app.on_message(self.token, msg, &mut Outbox::new(out))
+    }
+
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+        routes::respond(req, self.shared, out);
+    }
+}

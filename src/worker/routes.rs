@@ -1,0 +1,49 @@
+//! The plain HTTP routes served beside the WebSocket path: `GET /health`, and 404/405 otherwise.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::proto::HttpRequest;
+use crate::proto::http::write_response;
+use crate::server::Shared;
+
+/// Answers a request that is not a WebSocket upgrade.
+pub fn respond(req: &HttpRequest<'_>, shared: &Shared, out: &mut Vec<u8>) {
+    match (req.method, req.path) {
+        ("GET" | "HEAD", "/health") => health(shared, out),
+        ("GET" | "HEAD", _) => {
+            write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n")
+        }
+        _ => write_response(
+            out,
+            405,
+            "Method Not Allowed",
+            "text/plain",
+            &[("Allow", "GET")],
+            b"only GET is served here\n",
+        ),
+    }
+}
+
+/// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts.
+fn health(shared: &Shared, out: &mut Vec<u8>) {
+    let mut body = String::with_capacity(128);
+    let mut total = 0;
+    let mut workers = String::new();
+    for (i, w) in shared.workers.iter().enumerate() {
+        let open = w.connections.load(Ordering::Relaxed);
+        total += open;
+        let sep = if i == 0 { "" } else { "," };
+        let accepted = w.accepted.load(Ordering::Relaxed);
+        let _ = write!(
+            workers,
+            r#"{sep}{{"connections":{open},"accepted":{accepted}}}"#
+        );
+    }
+    let _ = write!(
+        body,
+        r#"{{"status":"ok","io":"{}","connections":{total},"workers":[{workers}]}}"#,
+        shared.backend
+    );
+    write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite fuzzing client against `wsd` (echo app) on one I/O backend and
+# fails on any failed case. Expects target/release/wsd (scripts/test builds it).
+# Usage: tests/autobahn/run.sh uring|epoll
+set -euo pipefail
+backend=${1:?usage: run.sh uring|epoll}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/tests/autobahn"
+wstest="$root/.wstest/bin/wstest"
+if [ ! -x "$wstest" ]; then
+  echo "autobahn: installing wstest under .wstest (one time, about a minute)"
+  (cd "$root" && bash "$here/install.sh" "$root/.wstest" > /dev/null)
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+outdir="$root/reports/autobahn-$backend"
+rm -rf "$outdir"
+sed -e "s#ws://127.0.0.1:9001/ws#ws://127.0.0.1:$port/ws#" \
+    -e "s#\"reports/servers\"#\"$outdir\"#" \
+    -e "s#\"agent\": \"wsd\"#\"agent\": \"wsd-$backend\"#" \
+    "$here/spec-server.json" > "$work/spec.json"
+
+PORT=$port HOST=127.0.0.1 WSD_IO=$backend WSD_APP=echo MAX_PAYLOAD=16777216 LOG_LEVEL=warn \
+  "$root/target/release/wsd" 2> "$work/wsd.log" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+health=""
+for _ in $(seq 100); do
+  health=$(python3 - "$port" <<'PY' 2>/dev/null || true
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2).read().decode())
+PY
+)
+  [ -n "$health" ] && break
+  kill -0 "$pid" 2>/dev/null || { echo "autobahn: wsd exited at start:"; cat "$work/wsd.log"; exit 1; }
+  sleep 0.1
+done
+[ -n "$health" ] || { echo "autobahn: wsd did not answer /health"; cat "$work/wsd.log"; exit 1; }
+want=$([ "$backend" = uring ] && echo io_uring || echo epoll)
+case "$health" in
+  *"\"io\":\"$want\""*) ;;
+  *) echo "autobahn: wsd runs on the wrong backend: $health"; exit 1 ;;
+esac
+
+echo "autobahn: wstest fuzzingclient against wsd on $want (port $port)"
+if ! (cd "$work" && timeout 1200 "$wstest" -m fuzzingclient -s spec.json > wstest.log 2>&1); then
+  tail -20 "$work/wstest.log"
+  exit 1
+fi
+kill -0 "$pid" 2>/dev/null || { echo "autobahn: wsd died during the run:"; cat "$work/wsd.log"; exit 1; }
+python3 "$here/check.py" "$outdir/index.json"
