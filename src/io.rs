@@ -46,6 +46,9 @@ pub trait Driver {
     /// Sends all of `buf`; completion is reported as [`Event::Sent`]. At most one send per token
     /// may be in flight.
     fn send(&mut self, token: Token, buf: Vec<u8>);
+    /// Stops (`false`) or resumes (`true`) reading from a connection, for a peer that sends faster
+    /// than it reads what it is sent. Data already received may still be reported after a pause.
+    fn set_reading(&mut self, token: Token, reading: bool);
     /// Shuts the socket down and closes it once nothing is in flight, then reports
     /// [`Event::Released`]. No other event is reported for the token after this call.
     fn close(&mut self, token: Token);

@@ -41,6 +41,8 @@ struct Sock {
     generation: u32,
     send: Option<(Vec<u8>, usize)>,
     read_closed: bool,
+    /// Reading is paused by `set_reading(false)`.
+    paused: bool,
 }
 
 /// Completions produced inside a call, reported on the next turn.
@@ -103,7 +105,7 @@ impl EpollDriver {
 
     fn interest(&self, sock: &Sock) -> EventFlags {
         let mut flags = EventFlags::empty();
-        if !sock.read_closed {
+        if !sock.read_closed && !sock.paused {
             flags |= EventFlags::IN | EventFlags::RDHUP;
         }
         if sock.send.is_some() {
@@ -189,7 +191,7 @@ impl EpollDriver {
         let Some(Some(sock)) = self.socks.get_mut(token.index as usize) else {
             return;
         };
-        if sock.generation != token.generation || sock.read_closed {
+        if sock.generation != token.generation || sock.read_closed || sock.paused {
             return;
         }
         match rustix::net::recv(&sock.fd, &mut self.scratch[..], RecvFlags::empty()) {
@@ -227,6 +229,7 @@ impl Driver for EpollDriver {
             generation: token.generation,
             send: None,
             read_closed,
+            paused: false,
         });
         if let Err(e) = added {
             warn!(error = %e, "epoll_ctl(ADD) failed");
@@ -254,6 +257,18 @@ impl Driver for EpollDriver {
                 self.rearm(token, flags);
             }
         }
+    }
+
+    fn set_reading(&mut self, token: Token, reading: bool) {
+        let Some(sock) = self.sock_mut(token) else {
+            return;
+        };
+        if sock.paused != reading {
+            return;
+        }
+        sock.paused = !reading;
+        let flags = self.sock_interest(token);
+        self.rearm(token, flags);
     }
 
     fn close(&mut self, token: Token) {

@@ -57,6 +57,8 @@ struct Sock {
     send: Option<(Vec<u8>, usize)>,
     /// `close` was called: report nothing more, release when nothing is in flight.
     closing: bool,
+    /// Reading is paused (`set_reading(false)`): the receive is cancelled and not re-armed.
+    paused: bool,
 }
 
 /// A worker's io_uring ring, its listener and its connections' sockets.
@@ -185,7 +187,7 @@ impl UringDriver {
         let Some(Some(sock)) = self.socks.get_mut(index as usize) else {
             return;
         };
-        if sock.recv_armed || sock.closing {
+        if sock.recv_armed || sock.closing || sock.paused {
             return;
         }
         sock.recv_armed = true;
@@ -300,16 +302,16 @@ impl UringDriver {
     ) {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
-        let closing = match self.sock_mut(t) {
+        let (closing, paused) = match self.sock_mut(t) {
             Some(sock) => {
                 if !more {
                     sock.recv_armed = false;
                 }
-                sock.closing
+                (sock.closing, sock.paused)
             }
             None => {
                 debug_assert!(false, "receive completion for a released slot");
-                true
+                (true, false)
             }
         };
         let token = self.sock_mut(t).map(|s| Token {
@@ -338,6 +340,8 @@ impl UringDriver {
             if let Some(released) = self.maybe_release(t.index) {
                 on_event(Event::Released(released));
             }
+        } else if paused && (res > 0 || -res == Errno::CANCELED.raw_os_error()) {
+            // Ended by `set_reading(false)`; `set_reading(true)` re-arms.
         } else if res > 0 || -res == Errno::NOBUFS.raw_os_error() {
             // The multishot receive ended but the socket is fine: re-arm once buffers are back.
             self.rearm.push(t.index);
@@ -397,6 +401,7 @@ impl Driver for UringDriver {
             recv_armed: false,
             send: None,
             closing: false,
+            paused: false,
         });
         self.arm_recv(token.index);
     }
@@ -414,6 +419,27 @@ impl Driver for UringDriver {
         }
         sock.send = Some((buf, 0));
         self.submit_send(token.index);
+    }
+
+    fn set_reading(&mut self, token: Token, reading: bool) {
+        let t = Token {
+            generation: generation24(token.generation),
+            ..token
+        };
+        let Some(sock) = self.sock_mut(t) else { return };
+        if sock.closing || sock.paused != reading {
+            return;
+        }
+        sock.paused = !reading;
+        if reading {
+            self.arm_recv(t.index);
+        } else if sock.recv_armed {
+            let sqe = opcode::AsyncCancel::new(pack(OpKind::Recv, t))
+                .build()
+                .user_data(pack(OpKind::Cancel, t));
+            // SAFETY: a cancel refers to no buffer or descriptor of ours.
+            unsafe { self.push(&sqe) };
+        }
     }
 
     fn close(&mut self, token: Token) {

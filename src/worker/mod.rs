@@ -34,6 +34,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the loop sleeps without a deadline due, so a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// A connection with more than this many bytes waiting to be sent is not read from until its
+/// peer catches up, so a client that sends without reading cannot make the server queue without
+/// bound.
+pub const READ_PAUSE_BYTES: usize = 1 << 20;
 /// Output buffers kept for reuse per worker, and the largest one worth keeping.
 const POOL_BUFFERS: usize = 256;
 const POOL_MAX_CAPACITY: usize = 256 * 1024;
@@ -43,8 +47,10 @@ struct Conn {
     proto: Connection,
     /// Bytes owed to the peer, not yet handed to the driver.
     out: Vec<u8>,
-    /// A send is in flight (the driver holds the previous out buffer).
-    sending: bool,
+    /// Bytes of the send in flight (0: none; the driver holds that buffer).
+    sending: usize,
+    /// Reading is paused because too much output is waiting.
+    paused: bool,
     /// Listed in `dirty` for this turn's flush.
     dirty: bool,
     /// Close the socket once `out` is flushed (handshake refused, close handshake done, peer gone).
@@ -153,7 +159,7 @@ impl<A: App> State<A> {
                     self.pool.push(buf);
                 }
                 if let Some(conn) = self.conns.get_mut(token) {
-                    conn.sending = false;
+                    conn.sending = 0;
                     if result.is_err() {
                         conn.close_now = true;
                     }
@@ -185,7 +191,8 @@ impl<A: App> State<A> {
         let token = self.conns.insert(Conn {
             proto: Connection::new(),
             out: Vec::new(),
-            sending: false,
+            sending: 0,
+            paused: false,
             dirty: false,
             close_after_flush: false,
             close_now: false,
@@ -321,7 +328,7 @@ impl<A: App> State<A> {
             if conn.closed {
                 continue;
             }
-            let drained = !conn.sending && conn.out.is_empty();
+            let drained = conn.sending == 0 && conn.out.is_empty();
             if conn.close_now || (drained && conn.close_after_flush) {
                 conn.closed = true;
                 if conn.out.capacity() > 0 {
@@ -333,9 +340,14 @@ impl<A: App> State<A> {
                 self.app.on_close(token);
                 continue;
             }
-            if !conn.sending && !conn.out.is_empty() {
-                conn.sending = true;
+            if conn.sending == 0 && !conn.out.is_empty() {
+                conn.sending = conn.out.len();
                 driver.send(token, std::mem::take(&mut conn.out));
+            }
+            let pause = conn.sending + conn.out.len() > READ_PAUSE_BYTES;
+            if pause != conn.paused {
+                conn.paused = pause;
+                driver.set_reading(token, !pause);
             }
         }
         self.dirty.clear();
