@@ -39,6 +39,15 @@ pub enum Event<'a> {
     Woken,
 }
 
+/// How often a driver went down its rare recovery paths (monotonic counts).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DriverCounters {
+    /// Multishot receives that ended because the buffer ring was empty and were re-armed.
+    pub recv_enobufs: u64,
+    /// Turns that found completions parked in the kernel's overflow list and flushed them.
+    pub cq_overflows: u64,
+}
+
 /// The operations a worker asks of its I/O backend. Calls queue work; [`Driver::turn`] submits it.
 pub trait Driver {
     /// Starts reading from a newly accepted connection.
@@ -54,6 +63,10 @@ pub trait Driver {
     fn close(&mut self, token: Token);
     /// Stops accepting new connections (closes this worker's listener).
     fn stop_accepting(&mut self);
+    /// The driver's recovery counters.
+    fn counters(&self) -> DriverCounters {
+        DriverCounters::default()
+    }
     /// Submits queued work, waits up to `timeout` for at least one completion, and hands every
     /// completion to `on_event`.
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, on_event: F) -> io::Result<()>;

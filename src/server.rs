@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -37,6 +37,10 @@ pub struct WorkerStats {
     pub connections: AtomicUsize,
     /// Connections accepted since start.
     pub accepted: AtomicUsize,
+    /// Receives re-armed after the buffer ring ran dry (io_uring).
+    pub recv_enobufs: AtomicU64,
+    /// Completion-queue overflows recovered from (io_uring).
+    pub cq_overflows: AtomicU64,
 }
 
 /// State shared by all workers of one server.
@@ -164,6 +168,11 @@ fn choose_backend(mode: IoMode) -> Result<Backend, StartError> {
 impl Server {
     /// Binds the listeners and starts the workers; returns once every worker is serving.
     pub fn start(config: &Config) -> Result<Server, StartError> {
+        Server::start_tuned(config, UringParams::default())
+    }
+
+    /// As [`Server::start`], with the io_uring ring sized by `uring` instead of the defaults.
+    pub fn start_tuned(config: &Config, uring: UringParams) -> Result<Server, StartError> {
         let backend = choose_backend(config.io)?;
         let workers = config.cluster_workers.resolve();
         let requested = SocketAddr::new(config.host, config.port);
@@ -204,6 +213,7 @@ impl Server {
                 listener: socket.into(),
                 waker,
                 backend,
+                uring,
                 app: config.app,
                 limits: limits.clone(),
                 shared: shared.clone(),
@@ -251,6 +261,11 @@ impl Server {
         self.shared.backend
     }
 
+    /// Each worker's counters, indexed by worker id.
+    pub fn worker_stats(&self) -> &[WorkerStats] {
+        &self.shared.workers
+    }
+
     /// A handle that stops the server from any thread.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
@@ -290,6 +305,7 @@ struct WorkerSpec {
     listener: OwnedFd,
     waker: Waker,
     backend: Backend,
+    uring: UringParams,
     app: AppKind,
     limits: Arc<Limits>,
     shared: Arc<Shared>,
@@ -309,6 +325,7 @@ impl WorkerSpec {
             listener,
             waker,
             backend,
+            uring,
             app,
             limits,
             shared,
@@ -316,7 +333,7 @@ impl WorkerSpec {
             ..
         } = self;
         let outcome = match backend {
-            Backend::Uring => match UringDriver::new(listener, waker, UringParams::default()) {
+            Backend::Uring => match UringDriver::new(listener, waker, uring) {
                 Ok(driver) => serve(id, driver, app, limits, shared, &ready),
                 Err(e) => {
                     let _ = ready.send((id, Err(e)));

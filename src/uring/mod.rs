@@ -16,7 +16,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
 use tracing::{debug, warn};
 
-use crate::io::{Driver, Event, Token, Waker};
+use crate::io::{Driver, DriverCounters, Event, Token, Waker};
 use bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 
@@ -27,16 +27,24 @@ const BGID: u16 = 0;
 const RECV_BUFFERS: u16 = 2048;
 /// Bytes per receive buffer. 2048 × 4 KiB = 8 MiB per worker.
 const RECV_BUF_SIZE: u32 = 4096;
-/// Submission queue entries; the completion queue is four times larger.
+/// Submission queue entries.
 const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries: room for a burst of receives and sends from every connection before
+/// the kernel has to park completions in its overflow list.
+const CQ_ENTRIES: u32 = 4096;
 
-/// Sizes a worker's ring; the defaults suit a server, tests may shrink them.
+/// Sizes a worker's ring; the defaults suit a server, tests shrink them to force the ENOBUFS and
+/// completion-queue-overflow paths.
 #[derive(Debug, Clone, Copy)]
 pub struct UringParams {
-    /// Receive buffers in the provided-buffer ring (a power of two).
+    /// Receive buffers in the provided-buffer ring (a power of two, at most 32768).
     pub recv_buffers: u16,
     /// Bytes per receive buffer.
     pub recv_buf_size: u32,
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// Completion queue entries (at least `sq_entries`).
+    pub cq_entries: u32,
 }
 
 impl Default for UringParams {
@@ -44,6 +52,8 @@ impl Default for UringParams {
         UringParams {
             recv_buffers: RECV_BUFFERS,
             recv_buf_size: RECV_BUF_SIZE,
+            sq_entries: SQ_ENTRIES,
+            cq_entries: CQ_ENTRIES,
         }
     }
 }
@@ -79,31 +89,44 @@ pub struct UringDriver {
     cqes: Vec<cqueue::Entry>,
     recv_inflight: usize,
     overflow_seen: u32,
+    counters: DriverCounters,
 }
 
 /// Whether io_uring with the features wsd needs can be set up in this process.
+///
+/// The trial ring is made and dropped on a short-lived thread of its own: tearing down a
+/// `DEFER_TASKRUN` ring queues task work on the thread that owned it, which makes that thread's
+/// next blocking call with a timeout fail with EINTR. The caller's thread must not inherit that.
 pub fn probe() -> io::Result<()> {
-    let ring = build_ring()?;
+    std::thread::Builder::new()
+        .name("wsd-uring-probe".into())
+        .spawn(probe_here)?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
+}
+
+fn probe_here() -> io::Result<()> {
+    let ring = build_ring(8, 16)?;
     let mut bufs = BufRing::new(8, 64)?;
     bufs.register(&ring.submitter(), BGID)?;
     ring.submitter().unregister_buf_ring(BGID)?;
     Ok(())
 }
 
-fn build_ring() -> io::Result<IoUring> {
+fn build_ring(sq_entries: u32, cq_entries: u32) -> io::Result<IoUring> {
     IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_coop_taskrun()
         .setup_submit_all()
-        .setup_cqsize(SQ_ENTRIES * 4)
-        .build(SQ_ENTRIES)
+        .setup_cqsize(cq_entries.max(sq_entries))
+        .build(sq_entries)
 }
 
 impl UringDriver {
     /// Sets up the ring on the calling thread (the ring's single issuer) around `listener`.
     pub fn new(listener: OwnedFd, waker: Waker, params: UringParams) -> io::Result<Self> {
-        let ring = build_ring()?;
+        let ring = build_ring(params.sq_entries, params.cq_entries)?;
         let mut bufs = BufRing::new(params.recv_buffers, params.recv_buf_size)?;
         bufs.register(&ring.submitter(), BGID)?;
         let mut driver = UringDriver {
@@ -116,9 +139,10 @@ impl UringDriver {
             socks: Vec::new(),
             rearm: Vec::new(),
             released: Vec::new(),
-            cqes: Vec::with_capacity(SQ_ENTRIES as usize * 4),
+            cqes: Vec::with_capacity(params.cq_entries as usize),
             recv_inflight: 0,
             overflow_seen: 0,
+            counters: DriverCounters::default(),
         };
         driver.arm_accept();
         driver.arm_wake();
@@ -343,6 +367,9 @@ impl UringDriver {
         } else if paused && (res > 0 || -res == Errno::CANCELED.raw_os_error()) {
             // Ended by `set_reading(false)`; `set_reading(true)` re-arms.
         } else if res > 0 || -res == Errno::NOBUFS.raw_os_error() {
+            if res < 0 {
+                self.counters.recv_enobufs += 1;
+            }
             // The multishot receive ended but the socket is fine: re-arm once buffers are back.
             self.rearm.push(t.index);
         } else {
@@ -489,6 +516,10 @@ impl Driver for UringDriver {
         }
     }
 
+    fn counters(&self) -> DriverCounters {
+        self.counters
+    }
+
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
         if !self.accept_armed && self.listener.is_some() {
             self.arm_accept();
@@ -531,6 +562,7 @@ impl Driver for UringDriver {
                 break;
             }
             // Completions were parked in the kernel's overflow list: flush them in.
+            self.counters.cq_overflows += 1;
             let _ = self.ring.submit_and_wait(0);
         }
         let overflow = self.ring.completion().overflow();

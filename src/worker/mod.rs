@@ -120,6 +120,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             let state = &mut self.state;
             self.driver.turn(timeout, |event| state.on_event(event))?;
             self.state.now = Instant::now();
+            self.state.publish_counters(self.driver.counters());
             self.state.check_stop(&mut self.driver);
             self.state.expire();
             self.state.flush(&mut self.driver);
@@ -175,6 +176,16 @@ impl<A: App> State<A> {
             }
             Event::Woken => {}
         }
+    }
+
+    fn publish_counters(&self, counters: crate::io::DriverCounters) {
+        let stats = self.worker_stats();
+        stats
+            .recv_enobufs
+            .store(counters.recv_enobufs, Ordering::Relaxed);
+        stats
+            .cq_overflows
+            .store(counters.cq_overflows, Ordering::Relaxed);
     }
 
     fn worker_stats(&self) -> &crate::server::WorkerStats {
