@@ -1,5 +1,6 @@
 //! The `wsd` daemon: read the configuration, start the workers, stop cleanly on SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     match wsd::server::raise_nofile_limit() {

@@ -133,18 +133,27 @@ fn pin_to(cpu: usize) {
     }
 }
 
-fn listener(addr: SocketAddr) -> io::Result<Socket> {
+/// Binds a listener. The first of a server's listeners is bound *without* `SO_REUSEPORT` and
+/// joins the reuse-port group only after the bind succeeded: the bind fails with "address in use"
+/// when any other socket holds the port, so a second wsd on a busy port refuses to start instead
+/// of silently sharing its traffic. The other workers' listeners then join the group.
+fn listener(addr: SocketAddr, first: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
+    if !first {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
+    if first {
+        socket.set_reuse_port(true)?;
+    }
     socket.listen(BACKLOG)?;
     Ok(socket)
 }
@@ -181,7 +190,7 @@ impl Server {
             source,
         };
         // The first listener fixes the port (when 0 was asked for); the others share it.
-        let first = listener(requested).map_err(listen_err)?;
+        let first = listener(requested, true).map_err(listen_err)?;
         let addr = first
             .local_addr()
             .ok()
@@ -189,7 +198,8 @@ impl Server {
             .unwrap_or(requested);
         let mut listeners = vec![first];
         for _ in 1..workers {
-            listeners.push(listener(addr).map_err(|source| StartError::Listen { addr, source })?);
+            listeners
+                .push(listener(addr, false).map_err(|source| StartError::Listen { addr, source })?);
         }
         let shared = Arc::new(Shared {
             backend,
@@ -201,7 +211,12 @@ impl Server {
             ws_path: config.ws_path.clone(),
             max_header_bytes: MAX_HEADER_BYTES,
         });
-        let cpus = allowed_cpus();
+        // `auto` runs one worker per allowed CPU and pins each to its own; an explicit count may
+        // share the host with other instances, so it leaves placement to the scheduler.
+        let cpus = match config.cluster_workers {
+            crate::config::Workers::Auto => allowed_cpus(),
+            crate::config::Workers::Count(_) => Vec::new(),
+        };
         let mut wakers = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();

@@ -94,6 +94,7 @@ pub fn handle<H: Handler>(
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return bad_request(out, "malformed HTTP request\n");
     };
+    let target = origin_form(target);
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
@@ -104,19 +105,52 @@ pub fn handle<H: Handler>(
         query,
         headers: req.headers,
     };
+    let start = out.len();
     if path != limits.ws_path {
         handler.http_request(&request, out);
-        return Outcome::Responded;
+    } else {
+        match check_upgrade(&request, version) {
+            Ok(key) => {
+                write_switching_protocols(out, key);
+                return Outcome::Upgraded(len);
+            }
+            Err(rejection) => rejection.write(out),
+        }
     }
-    match check_upgrade(&request, version) {
-        Ok(key) => {
-            write_switching_protocols(out, key);
-            Outcome::Upgraded(len)
-        }
-        Err(rejection) => {
-            rejection.write(out);
-            Outcome::Responded
-        }
+    if method == "HEAD" {
+        strip_body(out, start);
+    }
+    Outcome::Responded
+}
+
+/// The path-and-query part of a request target, also for the absolute form
+/// (`GET ws://host/ws HTTP/1.1`), which RFC 9112 §3.2.2 says a server must accept.
+fn origin_form(target: &str) -> &str {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target;
+    };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !is_scheme {
+        return target;
+    }
+    // The authority ends at the first '/', '?' or '#'; only a '/' starts a path we can serve.
+    match rest.find(['/', '?', '#']) {
+        Some(i) if rest.as_bytes().get(i) == Some(&b'/') => &rest[i..],
+        _ => "/",
+    }
+}
+
+/// A response to HEAD carries no content (RFC 9110 §9.3.2): cut everything after the head of the
+/// response written from `start` on, whichever writer produced it.
+fn strip_body(out: &mut Vec<u8>, start: usize) {
+    if let Some(end) = out
+        .get(start..)
+        .and_then(|resp| resp.windows(4).position(|w| w == b"\r\n\r\n"))
+    {
+        out.truncate(start + end + 4);
     }
 }
 
@@ -191,6 +225,21 @@ fn check_upgrade<'a>(req: &HttpRequest<'a>, version: u8) -> Result<&'a [u8], Rej
             });
         }
     }
+    let has_body = req.header("Transfer-Encoding").is_some()
+        || req
+            .header("Content-Length")
+            .is_some_and(|v| v.trim_ascii() != b"0");
+    if has_body {
+        return Err(Rejection::bad("an upgrade request must not have a body\n"));
+    }
+    let keys = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Key"))
+        .count();
+    if keys > 1 {
+        return Err(Rejection::bad("Sec-WebSocket-Key appears more than once\n"));
+    }
     let Some(key) = req.header("Sec-WebSocket-Key").map(<[u8]>::trim_ascii) else {
         return Err(Rejection::bad("missing Sec-WebSocket-Key header\n"));
     };
@@ -246,6 +295,33 @@ fn too_large(out: &mut Vec<u8>, body: &str) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn absolute_form_targets_become_origin_form() {
+        use super::origin_form;
+        assert_eq!(origin_form("/ws"), "/ws");
+        assert_eq!(origin_form("/ws?next=http://x/y"), "/ws?next=http://x/y");
+        assert_eq!(origin_form("ws://host:3000/ws?a=1"), "/ws?a=1");
+        assert_eq!(origin_form("http://host"), "/");
+        assert_eq!(origin_form("http://host?a=/b"), "/");
+        assert_eq!(origin_form("://host/ws"), "://host/ws");
+    }
+
+    #[test]
+    fn head_responses_lose_their_body_only() {
+        let mut out = b"kept".to_vec();
+        super::write_response(
+            &mut out,
+            405,
+            "Method Not Allowed",
+            "text/plain",
+            &[],
+            b"body\n",
+        );
+        super::strip_body(&mut out, 4);
+        assert!(out.starts_with(b"keptHTTP/1.1 405"));
+        assert!(out.ends_with(b"Content-Length: 5\r\nConnection: close\r\n\r\n"));
+    }
+
     use super::*;
     use crate::proto::connection::AppClose;
     use crate::proto::frame::Message;

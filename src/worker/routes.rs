@@ -10,10 +10,8 @@ use crate::server::Shared;
 /// Answers a request that is not a WebSocket upgrade.
 pub fn respond(req: &HttpRequest<'_>, shared: &Shared, out: &mut Vec<u8>) {
     match (req.method, req.path) {
-        ("GET" | "HEAD", "/health") => health(shared, out),
-        ("GET" | "HEAD", _) => {
-            write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n")
-        }
+        ("GET", "/health") => health(shared, out),
+        ("GET", _) => write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n"),
         _ => write_response(
             out,
             405,
