@@ -1,0 +1,303 @@
+//! One client connection: non-blocking connect, HTTP upgrade, then re-sending the prebuilt frames and counting echoes (edge-triggered I/O).
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, connect, recv, send, socket_with,
+    sockopt,
+};
+
+use crate::frame::ServerFrameParser;
+use crate::stats::{LatencyFifo, Stats};
+use crate::url::WS_ACCEPT;
+
+/// Largest upgrade response accepted.
+const MAX_RESPONSE: usize = 16 * 1024;
+
+/// Bytes shared by all connections, built once at start.
+pub struct Shared<'a> {
+    /// The HTTP upgrade request.
+    pub request: &'a [u8],
+    /// The client frame repeated `in_flight` times, so up to `in_flight` queued frames are one contiguous slice.
+    pub batch: &'a [u8],
+    /// Length of one client frame.
+    pub frame_len: usize,
+    /// Messages kept in flight per connection.
+    pub in_flight: usize,
+    /// Scratch buffer every connection reads into.
+    pub read_buf: &'a mut [u8],
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request being sent / response being read.
+    Upgrading,
+    /// Upgraded; waiting for every connection to be ready.
+    Ready,
+    /// Sending and receiving messages.
+    Open,
+}
+
+/// Why a connection ended; each kind is counted separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    /// Connect or upgrade failed.
+    Connect(String),
+    /// The server sent something that is not a valid echo.
+    BadFrame(String),
+    /// The server closed the connection or it was reset.
+    Closed(String),
+}
+
+/// One WebSocket client connection.
+pub struct Conn {
+    fd: OwnedFd,
+    state: State,
+    request_sent: usize,
+    response: Vec<u8>,
+    parser: ServerFrameParser,
+    fifo: LatencyFifo,
+    /// Frames queued for sending, including a partly written first one.
+    queued: usize,
+    /// Bytes of the first queued frame already written.
+    offset: usize,
+}
+
+impl Conn {
+    /// Creates a non-blocking TCP socket and starts connecting to `addr`.
+    pub fn open(
+        addr: SocketAddr,
+        parser: ServerFrameParser,
+        in_flight: usize,
+    ) -> Result<Self, Fail> {
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        };
+        let fd = socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Fail::Connect(format!("socket: {e}")))?;
+        sockopt::set_tcp_nodelay(&fd, true)
+            .map_err(|e| Fail::Connect(format!("TCP_NODELAY: {e}")))?;
+        match connect(&fd, &addr) {
+            Ok(()) | Err(Errno::INPROGRESS) => {}
+            Err(e) => return Err(Fail::Connect(format!("connect {addr}: {e}"))),
+        }
+        Ok(Self {
+            fd,
+            state: State::Connecting,
+            request_sent: 0,
+            response: Vec::new(),
+            parser,
+            fifo: LatencyFifo::new(in_flight),
+            queued: 0,
+            offset: 0,
+        })
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Handles an epoll event; `readable`/`writable` include error and hang-up conditions.
+    pub fn on_event(
+        &mut self,
+        readable: bool,
+        writable: bool,
+        sh: &mut Shared<'_>,
+        stats: &mut Stats,
+    ) -> Result<(), Fail> {
+        if self.state == State::Connecting {
+            if !(readable || writable) {
+                return Ok(());
+            }
+            match sockopt::socket_error(&self.fd) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => return Err(Fail::Connect(format!("connect: {e}"))),
+            }
+            self.state = State::Upgrading;
+            self.send_request(sh.request)?;
+        } else if self.state == State::Upgrading && writable {
+            self.send_request(sh.request)?;
+        }
+        if readable {
+            self.read(sh, stats)?;
+        }
+        if writable && self.state == State::Open {
+            self.flush(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the message exchange: queues `in_flight` frames stamped `now` and sends them.
+    pub fn begin(&mut self, sh: &mut Shared<'_>, now: Instant) -> Result<(), Fail> {
+        self.state = State::Open;
+        for _ in 0..sh.in_flight {
+            self.fifo.push(now);
+        }
+        self.queued = sh.in_flight;
+        self.flush(sh)
+    }
+
+    fn send_request(&mut self, request: &[u8]) -> Result<(), Fail> {
+        while self.request_sent < request.len() {
+            match send(&self.fd, &request[self.request_sent..], SendFlags::NOSIGNAL) {
+                Ok(n) => self.request_sent += n,
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(Fail::Connect(format!("sending upgrade request: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until the socket is drained (a short read means drained: the next arrival raises a new edge).
+    fn read(&mut self, sh: &mut Shared<'_>, stats: &mut Stats) -> Result<(), Fail> {
+        loop {
+            let n = match recv(&self.fd, &mut *sh.read_buf, RecvFlags::empty()) {
+                Ok((n, _)) => n,
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    return Err(if self.state == State::Upgrading {
+                        Fail::Connect(format!("reading upgrade response: {e}"))
+                    } else {
+                        Fail::Closed(format!("recv: {e}"))
+                    });
+                }
+            };
+            if n == 0 {
+                return Err(if self.state == State::Upgrading {
+                    Fail::Connect("server closed during upgrade".into())
+                } else {
+                    Fail::Closed("server closed the connection".into())
+                });
+            }
+            let now = Instant::now();
+            if self.state == State::Upgrading {
+                let rest_at = self.upgrade_response(&sh.read_buf[..n])?;
+                if let Some(at) = rest_at {
+                    // Bytes after the response are frames (a server must not send any yet).
+                    self.frames(at, n, sh, stats, now)?;
+                }
+            } else {
+                self.frames(0, n, sh, stats, now)?;
+            }
+            if n < sh.read_buf.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends response bytes; once the header is complete, checks it and returns where frames begin in `data`.
+    fn upgrade_response(&mut self, data: &[u8]) -> Result<Option<usize>, Fail> {
+        let old = self.response.len();
+        self.response.extend_from_slice(data);
+        let search_from = old.saturating_sub(3);
+        let Some(end) = self.response[search_from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| search_from + p + 4)
+        else {
+            if self.response.len() > MAX_RESPONSE {
+                return Err(Fail::Connect("upgrade response too long".into()));
+            }
+            return Ok(None);
+        };
+        let head = String::from_utf8_lossy(&self.response[..end]);
+        let status = head.lines().next().unwrap_or_default();
+        let mut parts = status.split_ascii_whitespace();
+        if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) || parts.next() != Some("101") {
+            return Err(Fail::Connect(format!("upgrade refused: {status:?}")));
+        }
+        let accepted = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == WS_ACCEPT
+            })
+        });
+        if !accepted {
+            return Err(Fail::Connect(
+                "missing or wrong Sec-WebSocket-Accept".into(),
+            ));
+        }
+        self.state = State::Ready;
+        self.response = Vec::new();
+        Ok(Some(end - old))
+    }
+
+    /// Parses `read_buf[from..to]` as server frames, accounts for echoes, queues replacements and sends them.
+    fn frames(
+        &mut self,
+        from: usize,
+        to: usize,
+        sh: &mut Shared<'_>,
+        stats: &mut Stats,
+        now: Instant,
+    ) -> Result<(), Fail> {
+        if from >= to {
+            return Ok(());
+        }
+        let feed = self.parser.feed(&sh.read_buf[from..to]);
+        if feed.messages > 0 {
+            let sent = self.fifo.outstanding() - self.queued;
+            if feed.messages as usize > sent
+                || !stats.record_echoes(&mut self.fifo, feed.messages, now)
+            {
+                return Err(Fail::BadFrame("more echoes than messages sent".into()));
+            }
+            if self.state == State::Open {
+                for _ in 0..feed.messages {
+                    self.fifo.push(now);
+                }
+                self.queued += feed.messages as usize;
+            }
+        }
+        if let Some(e) = feed.error {
+            return Err(Fail::BadFrame(e.to_string()));
+        }
+        if feed.close {
+            return Err(Fail::Closed("server sent a close frame".into()));
+        }
+        if feed.messages > 0 && self.state == State::Open {
+            self.flush(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Writes queued frames from the prebuilt batch until done or the socket is full.
+    fn flush(&mut self, sh: &Shared<'_>) -> Result<(), Fail> {
+        while self.queued > 0 {
+            let end = self.queued * sh.frame_len;
+            let chunk = &sh.batch[self.offset..end];
+            match send(&self.fd, chunk, SendFlags::NOSIGNAL) {
+                Ok(w) => {
+                    let done = self.offset + w;
+                    self.queued -= done / sh.frame_len;
+                    self.offset = done % sh.frame_len;
+                    if w < chunk.len() {
+                        // Short write: the send buffer is full; EPOLLOUT will fire when it drains.
+                        return Ok(());
+                    }
+                }
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(Fail::Closed(format!("send: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
