@@ -2,6 +2,12 @@
 //!
 //! Every connection's receive draws from this one pool, so an idle connection owns no read buffer
 //! (DESIGN.md decision 4). A buffer is handed back to the kernel as soon as the worker has parsed it.
+//!
+//! Where the kernel supports it (6.12+), the ring is registered for incremental consumption
+//! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the buffer at the ring's
+//! head, and the next receive continues in the same buffer. Buffers can then be large, so a 16 KiB
+//! message arrives in one completion and one contiguous slice, while a 20-byte message still
+//! uses 20 bytes of the pool.
 
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::io;
@@ -12,6 +18,8 @@ use io_uring::Submitter;
 use io_uring::types::BufRingEntry;
 
 const PAGE: usize = 4096;
+/// `IOU_PBUF_RING_INC` from the kernel's uapi (the io-uring crate keeps its copy private).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// A ring of `entries` buffers of `buf_size` bytes each, registered as one buffer group.
 pub struct BufRing {
@@ -24,6 +32,10 @@ pub struct BufRing {
     /// Our copy of the tail; the kernel sees it only after [`BufRing::publish`].
     tail: u16,
     published: u16,
+    /// Registered for incremental consumption.
+    incremental: bool,
+    /// Incremental mode: how far into each buffer the kernel has filled so far.
+    consumed: Vec<u32>,
 }
 
 impl BufRing {
@@ -61,6 +73,8 @@ impl BufRing {
             buf_size,
             tail: 0,
             published: 0,
+            incremental: false,
+            consumed: vec![0; usize::from(entries)],
         };
         for bid in 0..entries {
             this.recycle(bid);
@@ -68,37 +82,68 @@ impl BufRing {
         Ok(this)
     }
 
-    /// Registers the ring with the kernel as buffer group `bgid` and publishes every buffer.
+    /// Registers the ring with the kernel as buffer group `bgid` (incrementally consumed where
+    /// the kernel supports it) and publishes every buffer.
     pub fn register(&mut self, submitter: &Submitter<'_>, bgid: u16) -> io::Result<()> {
-        // SAFETY: `self.ring` points to `entries` page-aligned `BufRingEntry`s that stay allocated
-        // until `self` is dropped; the driver drops its io_uring (which releases the registration)
-        // before this ring, and leaks the memory instead if receives are still in flight.
-        unsafe {
-            submitter.register_buf_ring_with_flags(
-                self.ring.as_ptr() as u64,
-                self.entries,
-                bgid,
-                0,
-            )?;
+        let mut result = Err(io::Error::from(io::ErrorKind::Unsupported));
+        for flags in [IOU_PBUF_RING_INC, 0] {
+            // SAFETY: `self.ring` points to `entries` page-aligned `BufRingEntry`s that stay
+            // allocated until `self` is dropped; the driver drops its io_uring (which releases the
+            // registration) before this ring, and leaks the memory instead if receives are still
+            // in flight.
+            result = unsafe {
+                submitter.register_buf_ring_with_flags(
+                    self.ring.as_ptr() as u64,
+                    self.entries,
+                    bgid,
+                    flags,
+                )
+            };
+            if result.is_ok() {
+                self.incremental = flags == IOU_PBUF_RING_INC;
+                break;
+            }
         }
+        result?;
         self.publish();
         Ok(())
     }
 
-    /// The first `len` bytes of buffer `bid`, which the kernel just filled and handed to us.
-    pub fn filled(&mut self, bid: u16, len: usize) -> &mut [u8] {
+    /// Whether the kernel consumes buffers incrementally.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental
+    }
+
+    /// The `len` bytes the kernel just received into buffer `bid`. `more` is the completion's
+    /// BUF_MORE flag: the kernel keeps filling this buffer after these bytes (incremental mode).
+    pub fn filled(&mut self, bid: u16, len: usize, more: bool) -> &mut [u8] {
         let bid = bid % self.entries;
-        let len = len.min(self.buf_size as usize);
-        let offset = usize::from(bid) * self.buf_size as usize;
-        // SAFETY: `offset + len` lies inside the `entries * buf_size` allocation. The kernel gave
-        // buffer `bid` to a completion and does not touch it again until `recycle(bid)` and
-        // `publish()`, and `&mut self` keeps this the only reference until then.
+        let consumed = &mut self.consumed[usize::from(bid)];
+        let start = if self.incremental {
+            *consumed as usize
+        } else {
+            0
+        };
+        let start = start.min(self.buf_size as usize);
+        let len = len.min(self.buf_size as usize - start);
+        *consumed = if self.incremental && more {
+            (start + len) as u32
+        } else {
+            0
+        };
+        let offset = usize::from(bid) * self.buf_size as usize + start;
+        // SAFETY: `start + len <= buf_size`, so the range lies inside buffer `bid` of the
+        // `entries * buf_size` allocation. The kernel handed exactly these bytes to this
+        // completion and never writes them again: it either moves on past them in the same
+        // buffer (incremental mode) or leaves the buffer alone until `recycle(bid)` and
+        // `publish()`. `&mut self` keeps this the only reference meanwhile.
         unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(offset), len) }
     }
 
     /// Queues buffer `bid` for the kernel again (visible after [`BufRing::publish`]).
     pub fn recycle(&mut self, bid: u16) {
         let bid = bid % self.entries;
+        self.consumed[usize::from(bid)] = 0;
         let slot = usize::from(self.tail & (self.entries - 1));
         // SAFETY: `slot < entries`, so the entry is inside the ring allocation. The kernel reads
         // entries only up to the published tail, and this slot lies past it until `publish`.

@@ -22,11 +22,13 @@ use op::{OpKind, generation24, pack, unpack};
 
 /// The buffer group id of the worker's receive ring.
 const BGID: u16 = 0;
-/// Receive buffers per worker. Each completion takes a whole buffer, so this bounds how many
+/// Receive buffers per worker. With incremental consumption a completion takes only the bytes it
+/// received; on older kernels each completion takes a whole buffer, so this bounds how many
 /// connections can deliver data in one turn before ENOBUFS (handled, but a re-arm costs).
-const RECV_BUFFERS: u16 = 2048;
-/// Bytes per receive buffer. 2048 × 4 KiB = 8 MiB per worker.
-const RECV_BUF_SIZE: u32 = 4096;
+const RECV_BUFFERS: u16 = 256;
+/// Bytes per receive buffer: 256 × 32 KiB = 8 MiB per worker. Large enough that a 16 KiB
+/// message usually arrives in one completion (zero-copy path).
+const RECV_BUF_SIZE: u32 = 32 * 1024;
 /// Submission queue entries.
 const SQ_ENTRIES: u32 = 1024;
 /// Completion queue entries: room for a burst of receives and sends from every connection before
@@ -129,6 +131,12 @@ impl UringDriver {
         let ring = build_ring(params.sq_entries, params.cq_entries)?;
         let mut bufs = BufRing::new(params.recv_buffers, params.recv_buf_size)?;
         bufs.register(&ring.submitter(), BGID)?;
+        debug!(
+            buffers = params.recv_buffers,
+            buffer_bytes = params.recv_buf_size,
+            incremental = bufs.is_incremental(),
+            "io_uring receive buffer ring registered"
+        );
         let mut driver = UringDriver {
             ring,
             bufs: Some(bufs),
@@ -345,14 +353,18 @@ impl UringDriver {
         if !more {
             self.recv_inflight = self.recv_inflight.saturating_sub(1);
         }
-        if let Some(bid) = bid {
-            if let (Some(bufs), Some(token)) = (self.bufs.as_mut(), token)
+        if let (Some(bid), Some(bufs)) = (bid, self.bufs.as_mut()) {
+            // In incremental mode the kernel goes on filling this buffer: hand it back only once
+            // a completion says it is finished with it.
+            let buf_more = bufs.is_incremental() && cqueue::buffer_more(flags);
+            let data = bufs.filled(bid, res.max(0) as usize, buf_more);
+            if let Some(token) = token
                 && res > 0
                 && !closing
             {
-                on_event(Event::Data(token, bufs.filled(bid, res as usize)));
+                on_event(Event::Data(token, data));
             }
-            if let Some(bufs) = self.bufs.as_mut() {
+            if !buf_more {
                 bufs.recycle(bid);
             }
         }
