@@ -6,6 +6,8 @@
 
 use std::fmt;
 use std::io;
+
+use bytes::Bytes;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -19,6 +21,28 @@ pub struct Token {
     pub generation: u32,
 }
 
+/// What one send carries, in order: `parts` (frames shared with other connections' queues, sent
+/// by reference and never copied, and frozen runs of owned bytes between them), then `owned`.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// Segments sent first, in order.
+    pub parts: Vec<Bytes>,
+    /// Bytes owned by this connection, sent after `parts`.
+    pub owned: Vec<u8>,
+}
+
+impl Outgoing {
+    /// Total bytes to send.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum::<usize>() + self.owned.len()
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.owned.is_empty() && self.parts.iter().all(Bytes::is_empty)
+    }
+}
+
 /// What a driver reports from one loop turn.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -29,9 +53,9 @@ pub enum Event<'a> {
     Data(Token, &'a mut [u8]),
     /// The peer closed its side or the socket failed; no more `Data` will come for this token.
     ReadClosed(Token),
-    /// A send finished: every byte was written (`Ok`) or the socket failed (`Err`). The buffer comes
-    /// back to the worker for reuse.
-    Sent(Token, Vec<u8>, io::Result<()>),
+    /// A send finished: every byte was written (`Ok`) or the socket failed (`Err`). The buffers
+    /// come back to the worker for reuse.
+    Sent(Token, Outgoing, io::Result<()>),
     /// After `close`: every operation of this connection has completed and its socket is closed.
     /// The slot may be reused.
     Released(Token),
@@ -52,9 +76,9 @@ pub struct DriverCounters {
 pub trait Driver {
     /// Starts reading from a newly accepted connection.
     fn register(&mut self, token: Token, fd: OwnedFd);
-    /// Sends all of `buf`; completion is reported as [`Event::Sent`]. At most one send per token
+    /// Sends all of `out`; completion is reported as [`Event::Sent`]. At most one send per token
     /// may be in flight.
-    fn send(&mut self, token: Token, buf: Vec<u8>);
+    fn send(&mut self, token: Token, out: Outgoing);
     /// Stops (`false`) or resumes (`true`) reading from a connection, for a peer that sends faster
     /// than it reads what it is sent. Data already received may still be reported after a pause.
     fn set_reading(&mut self, token: Token, reading: bool);

@@ -6,6 +6,8 @@
 
 pub mod echo;
 
+use bytes::Bytes;
+
 use crate::io::Token;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
@@ -39,6 +41,23 @@ impl<'a> Outbox<'a> {
     }
 }
 
+/// What became of a frame handed to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued for sending.
+    Queued,
+    /// Not queued: the connection is over its backpressure budget (counted by the worker).
+    Dropped,
+    /// Not queued: the connection is gone or closing.
+    Gone,
+}
+
+/// Access to every connection of the worker, given to [`App::flush`] once per loop turn.
+pub trait Deliver {
+    /// Queues a shared frame (a complete WebSocket frame, built once) on `conn`, without copying it.
+    fn send_shared(&mut self, conn: ConnId, frame: &Bytes) -> SendStatus;
+}
+
 /// What runs on a worker for its connections.
 pub trait App {
     /// A WebSocket connection completed its upgrade.
@@ -56,6 +75,11 @@ pub trait App {
     /// The connection is gone (closed by either side or failed); nothing more will be delivered.
     fn on_close(&mut self, conn: ConnId) {
         let _ = conn;
+    }
+    /// Called once per loop turn after all input was handled: deliver what was deferred (fan-out
+    /// to other connections of this worker). Sends are corked and go out right after.
+    fn flush(&mut self, deliver: &mut dyn Deliver) {
+        let _ = deliver;
     }
 }
 

@@ -4,7 +4,7 @@
 //! Sends are written at once; what the socket does not take waits for `EPOLLOUT`. Completions that
 //! happen inside a call (`send`, `close`) are queued and reported on the next [`Driver::turn`].
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -13,12 +13,14 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, SocketFlags};
 use tracing::warn;
 
-use crate::io::{Driver, Event, Token, Waker};
+use crate::io::{Driver, Event, Outgoing, Token, Waker};
 
 /// Bytes read from one socket per readiness event.
 const READ_CHUNK: usize = 64 * 1024;
 /// Accepts per listener readiness event, so a connection storm cannot starve established ones.
 const ACCEPT_BATCH: usize = 64;
+/// Segments per `sendmsg` call.
+const IOV_BATCH: usize = 64;
 /// Readiness events handled per `epoll_wait`.
 const EVENT_BATCH: usize = 1024;
 
@@ -39,7 +41,8 @@ fn unkey(key: u64) -> Token {
 struct Sock {
     fd: OwnedFd,
     generation: u32,
-    send: Option<(Vec<u8>, usize)>,
+    /// The send in progress and how many of its bytes the socket has taken.
+    send: Option<(Outgoing, usize)>,
     read_closed: bool,
     /// Reading is paused by `set_reading(false)`.
     paused: bool,
@@ -47,7 +50,7 @@ struct Sock {
 
 /// Completions produced inside a call, reported on the next turn.
 enum Done {
-    Sent(Token, Vec<u8>, io::Result<()>),
+    Sent(Token, Outgoing, io::Result<()>),
     ReadClosed(Token),
     Released(Token),
 }
@@ -116,11 +119,34 @@ impl EpollDriver {
 
     /// Writes as much of the pending send as the socket takes. `Some` once it is finished.
     fn write_some(sock: &mut Sock) -> Option<io::Result<()>> {
-        let (buf, off) = sock.send.as_mut()?;
-        while *off < buf.len() {
-            match rustix::net::send(&sock.fd, &buf[*off..], SendFlags::NOSIGNAL) {
+        let (out, sent) = sock.send.as_mut()?;
+        let total = out.len();
+        while *sent < total {
+            let written = if out.parts.is_empty() {
+                let rest = out.owned.get(*sent..).unwrap_or_default();
+                rustix::net::send(&sock.fd, rest, SendFlags::NOSIGNAL)
+            } else {
+                let mut iov: [IoSlice<'_>; IOV_BATCH] = std::array::from_fn(|_| IoSlice::new(&[]));
+                let mut n = 0;
+                let mut skip = *sent;
+                for segment in out.parts.iter().map(|b| &b[..]).chain([&out.owned[..]]) {
+                    if skip >= segment.len() {
+                        skip -= segment.len();
+                        continue;
+                    }
+                    iov[n] = IoSlice::new(&segment[skip..]);
+                    skip = 0;
+                    n += 1;
+                    if n == IOV_BATCH {
+                        break;
+                    }
+                }
+                let mut control = rustix::net::SendAncillaryBuffer::default();
+                rustix::net::sendmsg(&sock.fd, &iov[..n], &mut control, SendFlags::NOSIGNAL)
+            };
+            match written {
                 Ok(0) => return Some(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => *off += n,
+                Ok(n) => *sent += n,
                 Err(Errno::AGAIN) => return None,
                 Err(Errno::INTR) => {}
                 Err(e) => return Some(Err(e.into())),
@@ -237,15 +263,15 @@ impl Driver for EpollDriver {
         }
     }
 
-    fn send(&mut self, token: Token, buf: Vec<u8>) {
+    fn send(&mut self, token: Token, out: Outgoing) {
         let Some(sock) = self.sock_mut(token) else {
             return;
         };
         debug_assert!(sock.send.is_none(), "two sends in flight on one connection");
-        if sock.send.is_some() || buf.is_empty() {
+        if sock.send.is_some() || out.is_empty() {
             return;
         }
-        sock.send = Some((buf, 0));
+        sock.send = Some((out, 0));
         match Self::write_some(sock) {
             Some(result) => {
                 if let Some((buf, _)) = sock.send.take() {

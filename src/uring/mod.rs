@@ -16,7 +16,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
 use tracing::{debug, warn};
 
-use crate::io::{Driver, DriverCounters, Event, Token, Waker};
+use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
 use bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 
@@ -60,13 +60,27 @@ impl Default for UringParams {
     }
 }
 
+/// Most iovecs one `SendMsg` carries (the kernel's `UIO_MAXIOV`); the rest goes in the next.
+const IOV_MAX: usize = 1024;
+
+/// The send in flight on one connection.
+struct SendOp {
+    out: Outgoing,
+    /// Bytes the kernel has taken so far.
+    sent: usize,
+    total: usize,
+}
+
 /// One connection as the driver sees it.
 struct Sock {
     fd: OwnedFd,
     generation: u32,
     recv_armed: bool,
-    /// The buffer of the send in flight and how much of it the kernel has taken.
-    send: Option<(Vec<u8>, usize)>,
+    /// The send in flight; its buffers belong to the kernel until its completion.
+    send: Option<SendOp>,
+    /// The iovecs and message header of a vectored send in flight (kept for reuse).
+    iov: Vec<libc::iovec>,
+    msg: Option<Box<libc::msghdr>>,
     /// `close` was called: report nothing more, release when nothing is in flight.
     closing: bool,
     /// Reading is paused (`set_reading(false)`): the receive is cancelled and not re-armed.
@@ -240,20 +254,66 @@ impl UringDriver {
         let Some(Some(sock)) = self.socks.get_mut(index as usize) else {
             return;
         };
-        let Some((buf, off)) = &sock.send else { return };
-        let rest = &buf[*off..];
-        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        let Sock {
+            fd,
+            generation,
+            send,
+            iov,
+            msg,
+            ..
+        } = sock;
+        let Some(op) = send.as_ref() else { return };
         let token = Token {
             index,
-            generation: sock.generation,
+            generation: *generation,
         };
-        let sqe = opcode::Send::new(types::Fd(sock.fd.as_raw_fd()), rest.as_ptr(), len)
-            .flags(rustix::net::SendFlags::NOSIGNAL.bits() as i32)
-            .build()
-            .user_data(pack(OpKind::Send, token));
-        // SAFETY: the bytes live in `sock.send`'s heap buffer, which is neither moved nor dropped
-        // until this send's completion (the Vec's heap storage stays put even if `socks` grows), and
-        // the socket stays open until then.
+        let fd = types::Fd(fd.as_raw_fd());
+        let flags = rustix::net::SendFlags::NOSIGNAL.bits();
+        let sqe = if op.out.parts.is_empty() {
+            // One contiguous buffer: a plain send.
+            let rest = op.out.owned.get(op.sent..).unwrap_or_default();
+            let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+            opcode::Send::new(fd, rest.as_ptr(), len)
+                .flags(flags as i32)
+                .build()
+        } else {
+            // Shared frames and owned bytes: one sendmsg over the bytes not yet sent.
+            iov.clear();
+            let mut skip = op.sent;
+            let segments = op
+                .out
+                .parts
+                .iter()
+                .map(|b| &b[..])
+                .chain([&op.out.owned[..]]);
+            for segment in segments {
+                if skip >= segment.len() {
+                    skip -= segment.len();
+                    continue;
+                }
+                let rest = &segment[skip..];
+                skip = 0;
+                iov.push(libc::iovec {
+                    iov_base: rest.as_ptr() as *mut _,
+                    iov_len: rest.len(),
+                });
+                if iov.len() == IOV_MAX {
+                    break;
+                }
+            }
+            // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
+            let header = msg.get_or_insert_with(|| Box::new(unsafe { std::mem::zeroed() }));
+            header.msg_iov = iov.as_mut_ptr();
+            header.msg_iovlen = iov.len();
+            opcode::SendMsg::new(fd, &raw const **header)
+                .flags(flags)
+                .build()
+        };
+        let sqe = sqe.user_data(pack(OpKind::Send, token));
+        // SAFETY: the bytes live in the send's buffers (the owned Vec and the shared `Bytes`),
+        // whose heap storage is neither moved nor dropped until this send's completion; the iovec
+        // array and the boxed message header stay untouched until then (the next send of this
+        // connection is built only after the completion); the socket stays open until then too.
         unsafe { self.push(&sqe) };
     }
 
@@ -399,12 +459,10 @@ impl UringDriver {
             index: t.index,
             generation: sock.generation,
         };
-        let Some((buf, off)) = sock.send.as_mut() else {
-            return;
-        };
+        let Some(op) = sock.send.as_mut() else { return };
         let result = if res > 0 {
-            *off += res as usize;
-            if *off < buf.len() && !sock.closing {
+            op.sent += res as usize;
+            if op.sent < op.total && !sock.closing {
                 self.submit_send(t.index); // short send: the rest goes out next
                 return;
             }
@@ -414,7 +472,7 @@ impl UringDriver {
         } else {
             Err(io::Error::from_raw_os_error(-res))
         };
-        let Some((buf, _)) = sock.send.take() else {
+        let Some(SendOp { out, .. }) = sock.send.take() else {
             return;
         };
         if sock.closing {
@@ -422,7 +480,7 @@ impl UringDriver {
                 on_event(Event::Released(released));
             }
         } else {
-            on_event(Event::Sent(token, buf, result));
+            on_event(Event::Sent(token, out, result));
         }
     }
 }
@@ -439,24 +497,30 @@ impl Driver for UringDriver {
             generation: token.generation,
             recv_armed: false,
             send: None,
+            iov: Vec::new(),
+            msg: None,
             closing: false,
             paused: false,
         });
         self.arm_recv(token.index);
     }
 
-    fn send(&mut self, token: Token, buf: Vec<u8>) {
-        let Some(sock) = self.sock_mut(Token {
+    fn send(&mut self, token: Token, out: Outgoing) {
+        let t = Token {
             generation: generation24(token.generation),
             ..token
-        }) else {
-            return;
         };
+        let Some(sock) = self.sock_mut(t) else { return };
         debug_assert!(sock.send.is_none(), "two sends in flight on one connection");
-        if sock.closing || sock.send.is_some() || buf.is_empty() {
+        let total = out.len();
+        if sock.closing || sock.send.is_some() || total == 0 {
             return;
         }
-        sock.send = Some((buf, 0));
+        sock.send = Some(SendOp {
+            out,
+            sent: 0,
+            total,
+        });
         self.submit_send(token.index);
     }
 

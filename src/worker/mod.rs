@@ -7,6 +7,7 @@
 //! (corked writes, DESIGN.md decision 5), and due deadlines fire.
 
 mod deadlines;
+mod outqueue;
 mod routes;
 mod slab;
 
@@ -18,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::app::{App, Outbox};
+use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
 use crate::io::{Driver, Event, Token};
 use crate::proto::connection::AppClose;
 use crate::proto::{CloseCode, Connection, Handler, HttpRequest, Limits, Message, Status};
 use crate::server::Shared;
 use deadlines::Deadlines;
+use outqueue::OutQueue;
 use slab::Slab;
 
 /// A client that has not finished its upgrade request by then is dropped (slow-loris).
@@ -46,7 +48,7 @@ const POOL_MAX_CAPACITY: usize = 256 * 1024;
 struct Conn {
     proto: Connection,
     /// Bytes owed to the peer, not yet handed to the driver.
-    out: Vec<u8>,
+    out: OutQueue,
     /// Bytes of the send in flight (0: none; the driver holds that buffer).
     sending: usize,
     /// Reading is paused because too much output is waiting.
@@ -123,6 +125,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             self.state.publish_counters(self.driver.counters());
             self.state.check_stop(&mut self.driver);
             self.state.expire();
+            self.state.flush_app();
             self.state.flush(&mut self.driver);
             if self.state.stop_at.is_some() && self.state.conns.is_empty() {
                 debug!(worker = self.state.id, "worker stopped");
@@ -154,10 +157,9 @@ impl<A: App> State<A> {
                     mark_dirty(&mut self.dirty, conn, token);
                 }
             }
-            Event::Sent(token, mut buf, result) => {
-                buf.clear();
-                if self.pool.len() < POOL_BUFFERS && buf.capacity() <= POOL_MAX_CAPACITY {
-                    self.pool.push(buf);
+            Event::Sent(token, out, result) => {
+                if self.pool.len() < POOL_BUFFERS && out.owned.capacity() <= POOL_MAX_CAPACITY {
+                    outqueue::recycle(out, &mut self.pool);
                 }
                 if let Some(conn) = self.conns.get_mut(token) {
                     conn.sending = 0;
@@ -201,7 +203,7 @@ impl<A: App> State<A> {
         }
         let token = self.conns.insert(Conn {
             proto: Connection::new(),
-            out: Vec::new(),
+            out: OutQueue::default(),
             sending: 0,
             paused: false,
             dirty: false,
@@ -224,9 +226,7 @@ impl<A: App> State<A> {
         if conn.closed || conn.close_now || conn.close_after_flush {
             return;
         }
-        if conn.out.capacity() == 0 {
-            conn.out = self.pool.pop().unwrap_or_default();
-        }
+        conn.out.provision(&mut self.pool);
         let mut handler = Bridge {
             app: &mut self.app,
             token,
@@ -234,7 +234,7 @@ impl<A: App> State<A> {
         };
         let status = conn
             .proto
-            .handle_bytes(bytes, &self.limits, &mut conn.out, &mut handler);
+            .handle_bytes(bytes, &self.limits, conn.out.tail(), &mut handler);
         match status {
             Status::Open => {}
             Status::Closing => {
@@ -247,9 +247,9 @@ impl<A: App> State<A> {
         }
         if !conn.out.is_empty() || conn.close_after_flush {
             mark_dirty(&mut self.dirty, conn, token);
-        } else if conn.out.capacity() > 0 {
+        } else {
             // Idle connections keep no buffer; the next input takes one from the pool.
-            self.pool.push(std::mem::take(&mut conn.out));
+            conn.out.release_if_empty(&mut self.pool);
         }
     }
 
@@ -261,7 +261,7 @@ impl<A: App> State<A> {
         if conn.closed {
             return;
         }
-        match conn.proto.close(code, reason, &mut conn.out) {
+        match conn.proto.close(code, reason, conn.out.tail()) {
             Status::Open => {}
             Status::Closing => {
                 if !conn.closing {
@@ -325,6 +325,15 @@ impl<A: App> State<A> {
         self.expired = expired;
     }
 
+    /// Lets the application deliver what it deferred this turn.
+    fn flush_app(&mut self) {
+        let mut deliver = SlabDeliver {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+        };
+        self.app.flush(&mut deliver);
+    }
+
     /// Hands this turn's work to the driver: new sockets, one send per connection with output,
     /// and closes.
     fn flush<D: Driver>(&mut self, driver: &mut D) {
@@ -342,18 +351,14 @@ impl<A: App> State<A> {
             let drained = conn.sending == 0 && conn.out.is_empty();
             if conn.close_now || (drained && conn.close_after_flush) {
                 conn.closed = true;
-                if conn.out.capacity() > 0 {
-                    let mut out = std::mem::take(&mut conn.out);
-                    out.clear();
-                    self.pool.push(out);
-                }
+                conn.out.discard(&mut self.pool);
                 driver.close(token);
                 self.app.on_close(token);
                 continue;
             }
             if conn.sending == 0 && !conn.out.is_empty() {
                 conn.sending = conn.out.len();
-                driver.send(token, std::mem::take(&mut conn.out));
+                driver.send(token, conn.out.take());
             }
             let pause = conn.sending + conn.out.len() > READ_PAUSE_BYTES;
             if pause != conn.paused {
@@ -363,6 +368,26 @@ impl<A: App> State<A> {
         }
         self.dirty.clear();
         self.pool.truncate(POOL_BUFFERS);
+    }
+}
+
+/// The worker's connections as the application's [`Deliver`] sink.
+struct SlabDeliver<'a> {
+    conns: &'a mut Slab<Conn>,
+    dirty: &'a mut Vec<Token>,
+}
+
+impl Deliver for SlabDeliver<'_> {
+    fn send_shared(&mut self, conn: ConnId, frame: &bytes::Bytes) -> SendStatus {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return SendStatus::Gone;
+        };
+        if c.closed || c.close_now || c.close_after_flush || c.closing || !c.proto.is_open() {
+            return SendStatus::Gone;
+        }
+        c.out.push_shared(frame.clone());
+        mark_dirty(self.dirty, c, conn);
+        SendStatus::Queued
     }
 }
 
