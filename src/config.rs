@@ -18,6 +18,10 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// Largest accepted `MAX_PAYLOAD`: 1 GiB; messages are reassembled in memory.
 pub const MAX_MAX_PAYLOAD: usize = 1 << 30;
+/// Default `MAX_SUBSCRIPTIONS`: topics one connection may be subscribed to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 512;
+/// Default `MAX_BACKPRESSURE`: bytes queued for one connection before the policy applies.
+pub const DEFAULT_MAX_BACKPRESSURE: usize = 1 << 20;
 /// Most worker threads `CLUSTER_WORKERS` may ask for.
 pub const MAX_WORKERS: usize = 1024;
 
@@ -47,6 +51,18 @@ impl fmt::Display for Workers {
             Workers::Count(n) => write!(f, "{n}"),
         }
     }
+}
+
+/// What happens to a published message for a subscriber over its backpressure budget
+/// (`BACKPRESSURE_POLICY`). Control frames (pong, close) are never dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackpressurePolicy {
+    /// Drop the new message (what uWebSockets does).
+    DropNewest,
+    /// Drop the oldest queued messages to make room for the new one.
+    DropOldest,
+    /// Close the connection with 1013 (try again later).
+    Close,
 }
 
 /// Log verbosity (`LOG_LEVEL`).
@@ -120,6 +136,26 @@ pub struct Config {
     /// Log verbosity.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_enum)]
     pub log_level: LogLevel,
+
+    /// Pub/sub: most topics one connection may subscribe to; more → RESOURCE_EXHAUSTED. Bounds
+    /// the memory one client can pin in the topic tables.
+    #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_MAX_SUBSCRIPTIONS, value_parser = parse_max_subscriptions)]
+    pub max_subscriptions: usize,
+
+    /// Bytes of published messages queued for one connection before BACKPRESSURE_POLICY applies.
+    /// Default 1 MiB: seconds of a busy feed for a healthy client, bounded memory for a stuck one.
+    #[arg(long, env = "MAX_BACKPRESSURE", default_value_t = DEFAULT_MAX_BACKPRESSURE, value_parser = parse_max_backpressure)]
+    pub max_backpressure: usize,
+
+    /// What a subscriber over its budget loses: `drop-newest` (the new message), `drop-oldest`
+    /// (queued messages, oldest first) or `close` (the connection, with 1013).
+    #[arg(
+        long,
+        env = "BACKPRESSURE_POLICY",
+        default_value = "drop-newest",
+        value_enum
+    )]
+    pub backpressure_policy: BackpressurePolicy,
 }
 
 impl Default for Config {
@@ -134,6 +170,9 @@ impl Default for Config {
             io: IoMode::Auto,
             app: AppKind::Echo,
             log_level: LogLevel::Info,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_backpressure: DEFAULT_MAX_BACKPRESSURE,
+            backpressure_policy: BackpressurePolicy::DropNewest,
         }
     }
 }
@@ -234,6 +273,22 @@ fn parse_ws_path(s: &str) -> Result<String, String> {
     }
 }
 
+fn parse_max_subscriptions(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("must be a number of subscriptions from 1 to 1000000".to_owned()),
+    }
+}
+
+fn parse_max_backpressure(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1024..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of bytes from 1024 to {MAX_MAX_PAYLOAD}"
+        )),
+    }
+}
+
 fn parse_max_payload(s: &str) -> Result<usize, String> {
     match usize::from_str(s.trim()) {
         Ok(n) if (1..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
@@ -298,6 +353,12 @@ mod tests {
             (&["--io", "kqueue"][..], "WSD_IO"),
             (&["--app", "nope"][..], "WSD_APP"),
             (&["--log-level", "loud"][..], "LOG_LEVEL"),
+            (&["--max-subscriptions", "0"][..], "MAX_SUBSCRIPTIONS"),
+            (&["--max-backpressure", "10"][..], "MAX_BACKPRESSURE"),
+            (
+                &["--backpressure-policy", "ignore"][..],
+                "BACKPRESSURE_POLICY",
+            ),
         ] {
             let err = parse(args).expect_err("bad value must be refused");
             assert!(err.contains(env), "{args:?}: {err}");

@@ -22,7 +22,7 @@ use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
 use crate::proto::Limits;
 use crate::uring::{self, UringDriver, UringParams};
-use crate::worker::Worker;
+use crate::worker::{Budget, Worker};
 
 /// Request headers larger than this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -41,6 +41,20 @@ pub struct WorkerStats {
     pub recv_enobufs: AtomicU64,
     /// Completion-queue overflows recovered from (io_uring).
     pub cq_overflows: AtomicU64,
+    /// Pub/sub: topics with at least one subscriber on this worker.
+    pub topics: AtomicUsize,
+    /// Pub/sub: subscriptions held by this worker's connections.
+    pub subscriptions: AtomicUsize,
+    /// Pub/sub: PUBLISH requests accepted on this worker.
+    pub published: AtomicU64,
+    /// Pub/sub: messages queued to this worker's subscribers.
+    pub delivered: AtomicU64,
+    /// Backpressure: new messages dropped for a subscriber over its budget (`drop-newest`).
+    pub dropped_newest: AtomicU64,
+    /// Backpressure: queued messages dropped to make room (`drop-oldest`).
+    pub dropped_oldest: AtomicU64,
+    /// Backpressure: connections closed with 1013 (`close`).
+    pub closed_backpressure: AtomicU64,
 }
 
 /// State shared by all workers of one server.
@@ -231,6 +245,10 @@ impl Server {
                 uring,
                 app: config.app,
                 limits: limits.clone(),
+                budget: Budget {
+                    max_backpressure: config.max_backpressure,
+                    policy: config.backpressure_policy,
+                },
                 shared: shared.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),
                 ready: ready_tx.clone(),
@@ -323,6 +341,7 @@ struct WorkerSpec {
     uring: UringParams,
     app: AppKind,
     limits: Arc<Limits>,
+    budget: Budget,
     shared: Arc<Shared>,
     cpu: Option<usize>,
     ready: mpsc::Sender<(usize, io::Result<()>)>,
@@ -343,20 +362,21 @@ impl WorkerSpec {
             uring,
             app,
             limits,
+            budget,
             shared,
             ready,
             ..
         } = self;
         let outcome = match backend {
             Backend::Uring => match UringDriver::new(listener, waker, uring) {
-                Ok(driver) => serve(id, driver, app, limits, shared, &ready),
+                Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
                     let _ = ready.send((id, Err(e)));
                     return;
                 }
             },
             Backend::Epoll => match EpollDriver::new(listener, waker) {
-                Ok(driver) => serve(id, driver, app, limits, shared, &ready),
+                Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
                     let _ = ready.send((id, Err(e)));
                     return;
@@ -374,11 +394,12 @@ fn serve<D: Driver>(
     driver: D,
     app: AppKind,
     limits: Arc<Limits>,
+    budget: Budget,
     shared: Arc<Shared>,
     ready: &mpsc::Sender<(usize, io::Result<()>)>,
 ) -> io::Result<()> {
     let _ = ready.send((id, Ok(())));
     match app {
-        AppKind::Echo => Worker::new(id, driver, Echo, limits, shared).run(),
+        AppKind::Echo => Worker::new(id, driver, Echo, limits, budget, shared).run(),
     }
 }

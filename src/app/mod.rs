@@ -35,6 +35,12 @@ impl<'a> Outbox<'a> {
         frame::write_frame(self.out, opcode, data);
     }
 
+    /// The connection's output buffer, for appending complete frames built elsewhere
+    /// (e.g. with [`frame::write_frame`]).
+    pub fn frames(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
     /// Bytes queued and not yet handed to the kernel.
     pub fn queued(&self) -> usize {
         self.out.len()

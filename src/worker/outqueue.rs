@@ -11,6 +11,9 @@ use crate::io::Outgoing;
 pub struct OutQueue {
     /// Segments before `tail`, in order.
     parts: Vec<Bytes>,
+    /// For each part: a published message (droppable under backpressure) rather than protocol or
+    /// application bytes (never dropped).
+    droppable: Vec<bool>,
     parts_len: usize,
     /// Owned bytes after the last part; the protocol core and applications append here.
     tail: Vec<u8>,
@@ -28,9 +31,29 @@ impl OutQueue {
             let owned = std::mem::take(&mut self.tail);
             self.parts_len += owned.len();
             self.parts.push(Bytes::from(owned));
+            self.droppable.push(false);
         }
         self.parts_len += frame.len();
         self.parts.push(frame);
+        self.droppable.push(true);
+    }
+
+    /// Drops queued shared frames, oldest first, until `extra` more bytes fit in `budget` (or no
+    /// shared frame is left). Returns how many were dropped. Owned bytes are never touched.
+    pub fn drop_oldest_shared(&mut self, extra: usize, budget: usize) -> usize {
+        let mut dropped = 0;
+        let mut i = 0;
+        while i < self.parts.len() && self.len() + extra > budget {
+            if self.droppable[i] {
+                let part = self.parts.remove(i);
+                self.droppable.remove(i);
+                self.parts_len -= part.len();
+                dropped += 1;
+            } else {
+                i += 1;
+            }
+        }
+        dropped
     }
 
     /// Bytes queued.
@@ -60,6 +83,7 @@ impl OutQueue {
     /// Empties the queue into one send. Leaves no allocation behind.
     pub fn take(&mut self) -> Outgoing {
         self.parts_len = 0;
+        self.droppable = Vec::new();
         Outgoing {
             parts: std::mem::take(&mut self.parts),
             owned: std::mem::take(&mut self.tail),
@@ -113,5 +137,33 @@ mod tests {
         assert!(q.is_empty() && !q.holds_memory());
         // The shared frame was referenced, not copied.
         assert_eq!(out.parts[1].as_ptr(), shared.as_ptr());
+    }
+
+    #[test]
+    fn drop_oldest_removes_only_shared_frames() {
+        let mut q = OutQueue::default();
+        q.tail().extend_from_slice(b"pong");
+        q.push_shared(Bytes::from_static(b"m1"));
+        q.push_shared(Bytes::from_static(b"m2"));
+        q.tail().extend_from_slice(b"close");
+        q.push_shared(Bytes::from_static(b"m3"));
+        assert_eq!(q.len(), 15);
+        assert_eq!(q.drop_oldest_shared(2, 13), 2, "m1 and m2 go, oldest first");
+        let out = q.take();
+        let flat: Vec<u8> = out
+            .parts
+            .iter()
+            .flat_map(|p| p.to_vec())
+            .chain(out.owned)
+            .collect();
+        assert_eq!(flat, b"pongclosem3");
+        let mut q = OutQueue::default();
+        q.tail().extend_from_slice(b"only-owned");
+        assert_eq!(
+            q.drop_oldest_shared(5, 1),
+            0,
+            "owned bytes are never dropped"
+        );
+        assert_eq!(q.len(), 10);
     }
 }

@@ -1,0 +1,262 @@
+//! The pub/sub application (`WSD_APP=pubsub`): the JSON envelope protocol of docs/PROTOCOL.md —
+//! SUBSCRIBE, UNSUBSCRIBE, PUBLISH, PING — over per-worker topic tables and the cross-worker relay.
+//!
+//! A PUBLISH is validated once, framed once (WebSocket header + MESSAGE envelope with the
+//! publisher's `data` bytes spliced in verbatim) into one refcounted buffer, and that buffer is
+//! queued on every subscriber of this worker at the end of the loop turn and handed to every other
+//! worker that has subscribers of the topic.
+#![forbid(unsafe_code)]
+
+pub mod relay;
+pub mod topics;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
+use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
+use crate::proto::connection::AppClose;
+use crate::proto::frame::{self, Message, MessageKind, Opcode};
+use crate::server::WorkerStats;
+use relay::{Relay, Relayed};
+use topics::{SubscribeError, TopicKey, TopicTable};
+
+/// Pub/sub settings shared by every worker.
+#[derive(Debug, Clone)]
+pub struct PubSubConfig {
+    /// Most topics one connection may be subscribed to (`MAX_SUBSCRIPTIONS`).
+    pub max_subscriptions: usize,
+}
+
+/// A publish waiting for the end of the turn to reach this worker's subscribers.
+struct Pending {
+    topic: TopicKey,
+    frame: Bytes,
+    exclude: Option<ConnId>,
+}
+
+/// One worker's pub/sub application.
+pub struct PubSub {
+    worker: usize,
+    config: Arc<PubSubConfig>,
+    relay: Arc<Relay>,
+    stats: Arc<crate::server::Shared>,
+    topics: TopicTable,
+    /// Local subscriber counts per interest bucket (see [`relay`]).
+    interest: Vec<u32>,
+    pending: Vec<Pending>,
+    /// Workers handed messages this turn, woken once in `flush`.
+    to_wake: Vec<bool>,
+    scratch: Scratch,
+}
+
+impl PubSub {
+    /// The application of worker `worker`.
+    pub fn new(
+        worker: usize,
+        config: Arc<PubSubConfig>,
+        relay: Arc<Relay>,
+        stats: Arc<crate::server::Shared>,
+    ) -> Self {
+        let workers = relay.workers();
+        PubSub {
+            worker,
+            config,
+            relay,
+            stats,
+            topics: TopicTable::default(),
+            interest: vec![0; relay::BUCKETS],
+            pending: Vec::new(),
+            to_wake: vec![false; workers],
+            scratch: Scratch::default(),
+        }
+    }
+
+    fn my_stats(&self) -> &WorkerStats {
+        &self.stats.workers[self.worker]
+    }
+
+    /// This worker gained or lost its last local subscriber of `topic`.
+    fn interest_changed(&mut self, topic: &str, gained: bool) {
+        let bucket = Relay::bucket(topic);
+        let count = &mut self.interest[bucket];
+        if gained {
+            *count += 1;
+            if *count == 1 {
+                self.relay.set_interest(bucket, self.worker, true);
+            }
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.relay.set_interest(bucket, self.worker, false);
+            }
+        }
+    }
+
+    fn publish_counts(&self) {
+        let stats = self.my_stats();
+        stats.topics.store(self.topics.topic_count(), Ordering::Relaxed);
+        stats.subscriptions.store(self.topics.subscription_count(), Ordering::Relaxed);
+    }
+
+    /// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
+    fn frame_message(topic: &str, data: &[u8]) -> Bytes {
+        let len = envelope::message_len(topic, data);
+        let mut header = [0u8; 14];
+        let header_len = frame::encode_header(&mut header, true, Opcode::Text, None, len as u64);
+        let mut buf = Vec::with_capacity(header_len + len);
+        buf.extend_from_slice(&header[..header_len]);
+        envelope::write_message(&mut buf, topic, data);
+        Bytes::from(buf)
+    }
+
+    fn publish(&mut self, conn: ConnId, topic: &str, data: &[u8], exclude_self: bool) {
+        let frame = Self::frame_message(topic, data);
+        self.my_stats().published.fetch_add(1, Ordering::Relaxed);
+        if let Some(key) = self.topics.key(topic) {
+            let exclude = exclude_self.then_some(conn);
+            self.pending.push(Pending { topic: key, frame: frame.clone(), exclude });
+        }
+        let bucket = Relay::bucket(topic);
+        let mut shared_topic: Option<Arc<str>> = None;
+        for worker in 0..self.relay.workers() {
+            if worker == self.worker || !self.relay.interested(bucket, worker) {
+                continue;
+            }
+            let topic = shared_topic.get_or_insert_with(|| topic.into()).clone();
+            self.relay.push(worker, Relayed { topic, frame: frame.clone() });
+            self.to_wake[worker] = true;
+        }
+    }
+
+    fn handle(&mut self, conn: ConnId, envelope: Envelope<'_>, out: &mut Vec<u8>) {
+        let cid = envelope.correlation_id;
+        match envelope.request {
+            Request::Subscribe { topics } => {
+                for topic in topics.iter() {
+                    match self.topics.subscribe(conn, topic, self.config.max_subscriptions) {
+                        Ok(s) if s.first => self.interest_changed(topic, true),
+                        Ok(_) => {}
+                        Err(SubscribeError::TooMany) => {
+                            let message = format!(
+                                "subscription limit reached ({} per connection)",
+                                self.config.max_subscriptions
+                            );
+                            self.publish_counts();
+                            return reply_error(out, ErrorCode::ResourceExhausted, &message, cid);
+                        }
+                    }
+                }
+                self.publish_counts();
+                ack(out, "SUBSCRIBE", cid);
+            }
+            Request::Unsubscribe { topics } => {
+                for topic in topics.iter() {
+                    if self.topics.unsubscribe(conn, topic) == Some(true) {
+                        self.interest_changed(topic, false);
+                    }
+                }
+                self.publish_counts();
+                ack(out, "UNSUBSCRIBE", cid);
+            }
+            Request::Publish { topic, data, exclude_self } => {
+                self.publish(conn, topic, data, exclude_self);
+                ack(out, "PUBLISH", cid);
+            }
+            Request::Ping => {
+                let mut body = Vec::with_capacity(64);
+                envelope::write_pong(&mut body, cid);
+                frame::write_frame(out, Opcode::Text, &body);
+            }
+        }
+    }
+}
+
+fn ack(out: &mut Vec<u8>, of: &str, correlation_id: Option<&str>) {
+    // PROTOCOL.md: a successful request is acknowledged only when it carries a correlationId.
+    if correlation_id.is_some() {
+        let mut body = Vec::with_capacity(96);
+        envelope::write_ack(&mut body, of, correlation_id);
+        frame::write_frame(out, Opcode::Text, &body);
+    }
+}
+
+fn reply_error(out: &mut Vec<u8>, code: ErrorCode, message: &str, correlation_id: Option<&str>) {
+    let mut body = Vec::with_capacity(128 + message.len());
+    envelope::write_error(&mut body, code, message, false, None, correlation_id);
+    frame::write_frame(out, Opcode::Text, &body);
+}
+
+impl App for PubSub {
+    fn on_message(
+        &mut self,
+        conn: ConnId,
+        msg: Message<'_>,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), AppClose> {
+        let reply = out.frames();
+        if msg.kind == MessageKind::Binary {
+            reply_error(
+                reply,
+                ErrorCode::InvalidArgument,
+                "binary messages are not part of the protocol: send JSON text",
+                None,
+            );
+        } else {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            match envelope::parse(msg.data, &mut scratch) {
+                Ok(envelope) => self.handle(conn, envelope, reply),
+                Err(e) => {
+                    let cid = e.correlation_id();
+                    reply_error(reply, ErrorCode::InvalidArgument, &e.to_string(), cid);
+                }
+            }
+            self.scratch = scratch;
+        }
+        Ok(())
+    }
+
+    fn on_close(&mut self, conn: ConnId) {
+        let mut lost = Vec::new();
+        self.topics.remove_conn(conn, |topic| lost.push(topic.to_owned()));
+        for topic in lost {
+            self.interest_changed(&topic, false);
+        }
+        self.publish_counts();
+    }
+
+    fn flush(&mut self, deliver: &mut dyn Deliver) {
+        // Drops are counted by the worker, per reason; deliveries here.
+        let mut delivered = 0u64;
+        let mut count = |status| {
+            if status == SendStatus::Queued {
+                delivered += 1;
+            }
+        };
+        // Messages other workers published, in the order they were handed over.
+        while let Some(Relayed { topic, frame }) = self.relay.pop(self.worker) {
+            if let Some(key) = self.topics.key(&topic) {
+                for &sub in self.topics.subscribers(key) {
+                    count(deliver.send_shared(sub, &frame));
+                }
+            }
+        }
+        for Pending { topic, frame, exclude } in self.pending.drain(..) {
+            for &sub in self.topics.subscribers(topic) {
+                if Some(sub) != exclude {
+                    count(deliver.send_shared(sub, &frame));
+                }
+            }
+        }
+        for (worker, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.relay.wake(worker);
+            }
+        }
+        if delivered > 0 {
+            self.my_stats().delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
+    }
+}
