@@ -64,8 +64,9 @@ pub enum Status {
 
 #[derive(Debug)]
 enum State {
-    /// The request head received so far (empty, and unallocated, until a request arrives in pieces).
-    Handshaking(Vec<u8>),
+    /// The request received so far (empty, and unallocated, until a request arrives in pieces),
+    /// and how many bytes must be there before it is worth parsing again (a body in progress).
+    Handshaking(Vec<u8>, usize),
     /// Upgraded; the decoder knows whether the server has sent its close (closing mode).
     Open(Decoder),
     /// Nothing more to do.
@@ -91,7 +92,7 @@ impl Connection {
     /// A connection in the handshake phase. Allocates nothing.
     pub const fn new() -> Self {
         Self {
-            state: State::Handshaking(Vec::new()),
+            state: State::Handshaking(Vec::new(), 0),
         }
     }
 
@@ -102,7 +103,7 @@ impl Connection {
 
     /// Still waiting for (the rest of) the request head.
     pub fn is_handshaking(&self) -> bool {
-        matches!(self.state, State::Handshaking(_))
+        matches!(self.state, State::Handshaking(..))
     }
 
     /// Feed received bytes; bytes owed to the peer are appended to `out`.
@@ -121,10 +122,15 @@ impl Connection {
                 let status = feed(decoder, input, limits, out, handler);
                 self.finish(status)
             }
-            State::Handshaking(buf) if buf.is_empty() => {
+            State::Handshaking(buf, need) if buf.is_empty() => {
                 match handshake::handle(input, limits, out, handler) {
                     Outcome::Partial => {
                         buf.extend_from_slice(input);
+                        Status::Open
+                    }
+                    Outcome::NeedBytes(total) => {
+                        buf.extend_from_slice(input);
+                        *need = total;
                         Status::Open
                     }
                     Outcome::Responded => self.finish(Status::Done),
@@ -134,15 +140,24 @@ impl Connection {
                     }
                 }
             }
-            State::Handshaking(buf) => {
+            State::Handshaking(buf, need) => {
                 buf.extend_from_slice(input);
-                // Parse again only once a line may have ended (or the limit is passed), so that a
-                // request trickling in byte by byte is not parsed once per byte.
-                if !input.contains(&b'\n') && buf.len() <= limits.max_header_bytes {
+                if *need > 0 {
+                    // A body in progress: parse again only once all of it is here.
+                    if buf.len() < *need {
+                        return Status::Open;
+                    }
+                } else if !input.contains(&b'\n') && buf.len() <= limits.max_header_bytes {
+                    // Parse again only once a line may have ended (or the limit is passed), so
+                    // that a request trickling in byte by byte is not parsed once per byte.
                     return Status::Open;
                 }
                 match handshake::handle(buf, limits, out, handler) {
                     Outcome::Partial => Status::Open,
+                    Outcome::NeedBytes(total) => {
+                        *need = total;
+                        Status::Open
+                    }
                     Outcome::Responded => self.finish(Status::Done),
                     Outcome::Upgraded(len) => {
                         let mut bytes = mem::take(buf);
@@ -165,7 +180,7 @@ impl Connection {
                 Status::Closing
             }
             State::Open(_) => Status::Closing,
-            State::Handshaking(_) | State::Closed => self.finish(Status::Done),
+            State::Handshaking(..) | State::Closed => self.finish(Status::Done),
         }
     }
 

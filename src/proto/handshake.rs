@@ -29,6 +29,8 @@ pub struct HttpRequest<'a> {
     pub query: Option<&'a str>,
     /// All headers in the order received.
     pub headers: &'a [httparse::Header<'a>],
+    /// The body (`Content-Length` bytes; empty without one). Never larger than `max_payload`.
+    pub body: &'a [u8],
 }
 
 impl<'a> HttpRequest<'a> {
@@ -59,6 +61,9 @@ pub enum Outcome {
     /// The upgrade was accepted and the 101 response written; the request took this many bytes, and
     /// whatever follows is already frames.
     Upgraded(usize),
+    /// The request head is complete but its body is not: wait until this many bytes (head +
+    /// body) have arrived before parsing again.
+    NeedBytes(usize),
     /// A complete response was written (an error, or the handler's answer to a plain HTTP request):
     /// close the connection once it is flushed.
     Responded,
@@ -99,11 +104,42 @@ pub fn handle<H: Handler>(
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
+    let mut body: &[u8] = &[];
+    if path != limits.ws_path {
+        let body_len = match content_length(req.headers) {
+            Ok(n) => n,
+            Err(BodyError::Chunked) => {
+                return respond(out, 411, "Length Required", "send a Content-Length body\n");
+            }
+            Err(BodyError::Invalid) => return bad_request(out, "invalid Content-Length\n"),
+        };
+        if body_len > limits.max_payload {
+            return respond(
+                out,
+                413,
+                "Payload Too Large",
+                "request body over MAX_PAYLOAD\n",
+            );
+        }
+        let Some(total) = len.checked_add(body_len) else {
+            return respond(
+                out,
+                413,
+                "Payload Too Large",
+                "request body over MAX_PAYLOAD\n",
+            );
+        };
+        match buf.get(len..total) {
+            Some(b) => body = b,
+            None => return Outcome::NeedBytes(total),
+        }
+    }
     let request = HttpRequest {
         method,
         path,
         query,
         headers: req.headers,
+        body,
     };
     let start = out.len();
     if path != limits.ws_path {
@@ -120,6 +156,45 @@ pub fn handle<H: Handler>(
     if method == "HEAD" {
         strip_body(out, start);
     }
+    Outcome::Responded
+}
+
+/// Why a request's body length could not be read.
+enum BodyError {
+    /// `Transfer-Encoding` (chunked) bodies are not read; a length is required.
+    Chunked,
+    /// A `Content-Length` that is not a number, or two that disagree.
+    Invalid,
+}
+
+/// The body length a request declares: 0 without `Content-Length`.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, BodyError> {
+    let mut length = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("Transfer-Encoding") {
+            return Err(BodyError::Chunked);
+        }
+        if h.name.eq_ignore_ascii_case("Content-Length") {
+            let v = h.value.trim_ascii();
+            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                return Err(BodyError::Invalid);
+            }
+            let n = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or(BodyError::Invalid)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(BodyError::Invalid);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// Writes a plain-text error response.
+fn respond(out: &mut Vec<u8>, status: u16, reason: &str, body: &str) -> Outcome {
+    write_response(out, status, reason, TEXT, &[], body.as_bytes());
     Outcome::Responded
 }
 

@@ -47,8 +47,12 @@ impl Handler for Recorder {
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+        let body = match req.body {
+            [] => String::new(),
+            body => format!(" body={}", String::from_utf8_lossy(body)),
+        };
         self.recs
-            .push(Rec::Http(format!("{} {}", req.method, req.path)));
+            .push(Rec::Http(format!("{} {}{body}", req.method, req.path)));
         write_response(out, 404, "Not Found", "text/plain", &[], b"not here\n");
     }
 }

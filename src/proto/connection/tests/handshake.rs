@@ -183,8 +183,65 @@ fn plain_http_goes_to_the_handler() {
 fn nothing_is_allocated_until_needed() {
     let conn = Connection::new();
     assert!(conn.is_handshaking() && !conn.is_open());
-    let State::Handshaking(buf) = &conn.state else {
+    let State::Handshaking(buf, _) = &conn.state else {
         panic!()
     };
     assert_eq!(buf.capacity(), 0);
+}
+
+#[test]
+fn request_bodies_are_read_whole_and_bounded() {
+    let req = b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world";
+    // In one piece, byte by byte, and with the body split from the head.
+    for chunk in [req.len(), 1, req.len() - 11] {
+        let run = drive(req.chunks(chunk), &limits(), false);
+        assert_eq!(
+            run.recs,
+            [Rec::Http("POST /publish body=hello world".into())],
+            "chunk {chunk}"
+        );
+        assert_eq!(run.statuses.last(), Some(&Status::Done));
+        let before: Vec<_> = run.statuses.iter().rev().skip(1).collect();
+        assert!(
+            before.iter().all(|s| **s == Status::Open),
+            "waits for the whole body"
+        );
+    }
+    let mut small = limits();
+    small.max_payload = 10;
+    let run = drive([&req[..]], &small, false);
+    assert!(
+        run.out.starts_with(b"HTTP/1.1 413 Payload Too Large\r\n"),
+        "{:?}",
+        run.out
+    );
+    assert!(run.recs.is_empty());
+    // The 413 comes from the head alone: no body byte needs to arrive.
+    let head_only = b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n";
+    let run = drive([&head_only[..]], &limits(), false);
+    assert!(
+        run.out.starts_with(b"HTTP/1.1 413 "),
+        "{:?}",
+        String::from_utf8_lossy(&run.out)
+    );
+    assert_rejected(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 411 Length Required\r\n",
+        "Content-Length",
+        None,
+    );
+    for bad in ["abc", "-1", "1 2", ""] {
+        assert_rejected(
+            &format!("POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n"),
+            "HTTP/1.1 400 Bad Request\r\n",
+            "Content-Length",
+            None,
+        );
+    }
+    assert_rejected(
+        "POST /p HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "HTTP/1.1 400 Bad Request\r\n",
+        "Content-Length",
+        None,
+    );
 }
