@@ -35,7 +35,21 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
         let accepted = w.accepted.load(Ordering::Relaxed);
         let _ = write!(
             workers,
-            r#"{sep}{{"connections":{open},"accepted":{accepted}}}"#
+            concat!(
+                r#"{}{{"connections":{},"accepted":{},"topics":{},"subscriptions":{},"#,
+                r#""published":{},"delivered":{},"dropped_newest":{},"dropped_oldest":{},"#,
+                r#""closed_backpressure":{}}}"#
+            ),
+            sep,
+            open,
+            accepted,
+            w.topics.load(Ordering::Relaxed),
+            w.subscriptions.load(Ordering::Relaxed),
+            w.published.load(Ordering::Relaxed),
+            w.delivered.load(Ordering::Relaxed),
+            w.dropped_newest.load(Ordering::Relaxed),
+            w.dropped_oldest.load(Ordering::Relaxed),
+            w.closed_backpressure.load(Ordering::Relaxed),
         );
     }
     let _ = write!(
