@@ -65,6 +65,33 @@ pub enum BackpressurePolicy {
     Close,
 }
 
+/// A secret setting (a key or token): usable, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's bytes, for comparison.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.chars().any(|c| c.is_control() || c == ' ') {
+            return Err("must be a non-empty token without spaces or control characters".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// Log verbosity (`LOG_LEVEL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogLevel {
@@ -156,6 +183,11 @@ pub struct Config {
         value_enum
     )]
     pub backpressure_policy: BackpressurePolicy,
+
+    /// Pub/sub: when set, `POST /publish` requires `Authorization: Bearer <PUBLISH_KEY>`
+    /// (compared in constant time). Unset: anyone who can reach the port may publish.
+    #[arg(long, env = "PUBLISH_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
+    pub publish_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -173,6 +205,7 @@ impl Default for Config {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             backpressure_policy: BackpressurePolicy::DropNewest,
+            publish_key: None,
         }
     }
 }
@@ -339,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_print() {
+        let c = parse(&["--publish-key", "hunter2"]).expect("valid key");
+        assert_eq!(
+            c.publish_key.as_ref().map(Secret::expose),
+            Some(&b"hunter2"[..])
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (args, env) in [
             (&["--port", "70000"][..], "PORT"),
@@ -359,6 +402,7 @@ mod tests {
                 &["--backpressure-policy", "ignore"][..],
                 "BACKPRESSURE_POLICY",
             ),
+            (&["--publish-key", "two words"][..], "PUBLISH_KEY"),
         ] {
             let err = parse(args).expect_err("bad value must be refused");
             assert!(err.contains(env), "{args:?}: {err}");

@@ -9,6 +9,7 @@ pub mod echo;
 use bytes::Bytes;
 
 use crate::io::Token;
+use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
 
@@ -81,6 +82,12 @@ pub trait App {
     /// The connection is gone (closed by either side or failed); nothing more will be delivered.
     fn on_close(&mut self, conn: ConnId) {
         let _ = conn;
+    }
+    /// A plain HTTP request beside the WebSocket path. Return `true` after appending a complete
+    /// response to `out`; `false` leaves it to the built-in routes (`/health`, 404, 405).
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> bool {
+        let _ = (req, out);
+        false
     }
     /// Called once per loop turn after all input was handled: deliver what was deferred (fan-out
     /// to other connections of this worker). Sends are corked and go out right after.

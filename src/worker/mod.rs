@@ -482,6 +482,8 @@ impl<A: App> Handler for Bridge<'_, A> {
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
-        routes::respond(req, self.shared, out);
+        if !self.app.http_request(req, out) {
+            routes::respond(req, self.shared, out);
+        }
     }
 }
