@@ -18,6 +18,8 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// Largest accepted `MAX_PAYLOAD`: 1 GiB; messages are reassembled in memory.
 pub const MAX_MAX_PAYLOAD: usize = 1 << 30;
+/// Default `IDLE_TIMEOUT` in seconds.
+pub const DEFAULT_IDLE_TIMEOUT: u32 = 120;
 /// Default `MAX_SUBSCRIPTIONS`: topics one connection may be subscribed to.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 512;
 /// Default `MAX_BACKPRESSURE`: bytes queued for one connection before the policy applies.
@@ -164,6 +166,17 @@ pub struct Config {
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_enum)]
     pub log_level: LogLevel,
 
+    /// Seconds a connection may send nothing before it is closed with 1001; 0 turns it off.
+    /// Default 120 s: long enough for any client that answers pings, short enough to reap dead
+    /// peers (mobile networks drop connections silently) before they pile up.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT, value_parser = parse_idle_timeout)]
+    pub idle_timeout: u32,
+
+    /// Ping a connection that has been silent for half of IDLE_TIMEOUT, so a healthy idle client
+    /// answers and stays. Only received bytes count as activity, never the server's own sends.
+    #[arg(long, env = "SEND_PINGS", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub send_pings: bool,
+
     /// Pub/sub: most topics one connection may subscribe to; more → RESOURCE_EXHAUSTED. Bounds
     /// the memory one client can pin in the topic tables.
     #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_MAX_SUBSCRIPTIONS, value_parser = parse_max_subscriptions)]
@@ -202,6 +215,8 @@ impl Default for Config {
             io: IoMode::Auto,
             app: AppKind::Echo,
             log_level: LogLevel::Info,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            send_pings: true,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             backpressure_policy: BackpressurePolicy::DropNewest,
@@ -306,6 +321,21 @@ fn parse_ws_path(s: &str) -> Result<String, String> {
     }
 }
 
+fn parse_idle_timeout(s: &str) -> Result<u32, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if n <= 86_400 => Ok(n),
+        _ => Err("must be a number of seconds from 0 (off) to 86400".to_owned()),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
 fn parse_max_subscriptions(s: &str) -> Result<usize, String> {
     match usize::from_str(s.trim()) {
         Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
@@ -403,6 +433,9 @@ mod tests {
                 "BACKPRESSURE_POLICY",
             ),
             (&["--publish-key", "two words"][..], "PUBLISH_KEY"),
+            (&["--idle-timeout", "soon"][..], "IDLE_TIMEOUT"),
+            (&["--idle-timeout=-1"][..], "IDLE_TIMEOUT"),
+            (&["--send-pings", "maybe"][..], "SEND_PINGS"),
         ] {
             let err = parse(args).expect_err("bad value must be refused");
             assert!(err.contains(env), "{args:?}: {err}");

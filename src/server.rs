@@ -55,6 +55,8 @@ pub struct WorkerStats {
     pub dropped_oldest: AtomicU64,
     /// Backpressure: connections closed with 1013 (`close`).
     pub closed_backpressure: AtomicU64,
+    /// Connections closed with 1001 after IDLE_TIMEOUT of silence.
+    pub idle_closes: AtomicU64,
 }
 
 /// State shared by all workers of one server.
@@ -248,6 +250,8 @@ impl Server {
                 budget: Budget {
                     max_backpressure: config.max_backpressure,
                     policy: config.backpressure_policy,
+                    idle_timeout: config.idle_timeout,
+                    send_pings: config.send_pings,
                 },
                 shared: shared.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),

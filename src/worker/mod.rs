@@ -7,6 +7,7 @@
 //! (corked writes, DESIGN.md decision 5), and due deadlines fire.
 
 mod deadlines;
+mod idle;
 mod outqueue;
 mod routes;
 mod slab;
@@ -51,7 +52,11 @@ struct Conn {
     /// Bytes owed to the peer, not yet handed to the driver.
     out: OutQueue,
     /// Bytes of the send in flight (0: none; the driver holds that buffer).
-    sending: usize,
+    sending: u32,
+    /// The worker second at which the peer last sent anything.
+    last_rx: u32,
+    /// A liveness ping was sent since `last_rx`.
+    pinged: bool,
     /// Reading is paused because too much output is waiting.
     paused: bool,
     /// Listed in `dirty` for this turn's flush.
@@ -78,6 +83,10 @@ pub struct Budget {
     pub max_backpressure: usize,
     /// What a connection over its budget loses.
     pub policy: BackpressurePolicy,
+    /// Seconds of silence before a connection is closed with 1001 (0: never).
+    pub idle_timeout: u32,
+    /// Ping connections silent for half of `idle_timeout`.
+    pub send_pings: bool,
 }
 
 /// Everything a worker owns except the driver, so driver completions can borrow it.
@@ -95,6 +104,10 @@ struct State<A> {
     pool: Vec<Vec<u8>>,
     stop_at: Option<Instant>,
     now: Instant,
+    /// Whole seconds since the worker started (the idle wheel's clock).
+    second: u32,
+    started: Instant,
+    idle: idle::IdleWheel,
     expired: Vec<Token>,
 }
 
@@ -131,6 +144,9 @@ impl<D: Driver, A: App> Worker<D, A> {
                 pool: Vec::new(),
                 stop_at: None,
                 now,
+                second: 0,
+                started: now,
+                idle: idle::IdleWheel::default(),
                 expired: Vec::new(),
             },
         }
@@ -143,6 +159,8 @@ impl<D: Driver, A: App> Worker<D, A> {
             let state = &mut self.state;
             self.driver.turn(timeout, |event| state.on_event(event))?;
             self.state.now = Instant::now();
+            let elapsed = self.state.now.duration_since(self.state.started).as_secs();
+            self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
             self.state.publish_counters(self.driver.counters());
             self.state.check_stop(&mut self.driver);
             self.state.expire();
@@ -226,6 +244,8 @@ impl<A: App> State<A> {
             proto: Connection::new(),
             out: OutQueue::default(),
             sending: 0,
+            last_rx: self.second,
+            pinged: false,
             paused: false,
             dirty: false,
             close_after_flush: false,
@@ -247,6 +267,9 @@ impl<A: App> State<A> {
         if conn.closed || conn.close_now || conn.close_after_flush {
             return;
         }
+        conn.last_rx = self.second;
+        conn.pinged = false;
+        let was_handshaking = conn.proto.is_handshaking();
         conn.out.provision(&mut self.pool);
         let mut handler = Bridge {
             app: &mut self.app,
@@ -265,6 +288,9 @@ impl<A: App> State<A> {
                 }
             }
             Status::Done => conn.close_after_flush = true,
+        }
+        if was_handshaking && conn.proto.is_open() && self.budget.idle_timeout > 0 {
+            self.idle.schedule(token, self.second + 1);
         }
         if !conn.out.is_empty() || conn.close_after_flush {
             mark_dirty(&mut self.dirty, conn, token);
@@ -343,7 +369,49 @@ impl<A: App> State<A> {
             }
         }
         expired.clear();
+        self.idle.advance(self.second, &mut expired);
+        for &token in &expired {
+            self.check_idle(token);
+        }
+        expired.clear();
         self.expired = expired;
+    }
+
+    /// Pings or closes one connection from the idle wheel, or files it for its next check.
+    fn check_idle(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed || conn.closing || !conn.proto.is_open() {
+            return;
+        }
+        let Budget {
+            idle_timeout,
+            send_pings,
+            ..
+        } = self.budget;
+        match idle::verdict(
+            self.second,
+            conn.last_rx,
+            conn.pinged,
+            idle_timeout,
+            send_pings,
+        ) {
+            idle::Verdict::Close => {
+                debug!(worker = self.id, "idle timeout");
+                self.worker_stats()
+                    .idle_closes
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close_with(token, CloseCode::GOING_AWAY, "idle timeout");
+            }
+            idle::Verdict::Ping(next) => {
+                conn.pinged = true;
+                crate::proto::frame::write_frame(conn.out.tail(), crate::proto::Opcode::Ping, b"");
+                mark_dirty(&mut self.dirty, conn, token);
+                self.idle.schedule(token, next);
+            }
+            idle::Verdict::Later(next) => self.idle.schedule(token, next),
+        }
     }
 
     /// Lets the application deliver what it deferred this turn.
@@ -382,10 +450,10 @@ impl<A: App> State<A> {
                 continue;
             }
             if conn.sending == 0 && !conn.out.is_empty() {
-                conn.sending = conn.out.len();
+                conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
                 driver.send(token, conn.out.take());
             }
-            let pause = conn.sending + conn.out.len() > READ_PAUSE_BYTES;
+            let pause = conn.sending as usize + conn.out.len() > READ_PAUSE_BYTES;
             if pause != conn.paused {
                 conn.paused = pause;
                 driver.set_reading(token, !pause);
@@ -416,19 +484,19 @@ impl Deliver for SlabDeliver<'_> {
             return SendStatus::Gone;
         }
         let budget = self.budget.max_backpressure;
-        if c.sending + c.out.len() + frame.len() > budget {
+        if c.sending as usize + c.out.len() + frame.len() > budget {
             match self.budget.policy {
                 BackpressurePolicy::DropNewest => {
                     self.stats.dropped_newest.fetch_add(1, Ordering::Relaxed);
                     return SendStatus::Dropped;
                 }
                 BackpressurePolicy::DropOldest => {
-                    let room = budget.saturating_sub(c.sending);
+                    let room = budget.saturating_sub(c.sending as usize);
                     let dropped = c.out.drop_oldest_shared(frame.len(), room);
                     self.stats
                         .dropped_oldest
                         .fetch_add(dropped as u64, Ordering::Relaxed);
-                    if c.sending + c.out.len() + frame.len() > budget {
+                    if c.sending as usize + c.out.len() + frame.len() > budget {
                         // Even an empty queue cannot take it (in-flight bytes, a huge frame).
                         self.stats.dropped_newest.fetch_add(1, Ordering::Relaxed);
                         return SendStatus::Dropped;
