@@ -4,6 +4,9 @@
 //! - [`proto`]: the sans-IO protocol core: HTTP/1.1 upgrade, RFC 6455 frames, masking, UTF-8, close
 //!   handshake. Sees only byte slices; never touches a socket. `#![forbid(unsafe_code)]`.
 //! - [`app`]: the application boundary ([`app::App`]) and the built-in applications (`echo`).
+//! - [`envelope`]: the pub/sub protocol's JSON envelopes (simd-json), sans-IO.
+//! - [`pubsub`]: the pub/sub application: topic tables, framed-once fan-out, the cross-worker
+//!   relay.
 //! - [`io`]: the driver interface both I/O backends implement, and the choice between them.
 //! - [`uring`]: the io_uring backend (multishot accept/recv, provided-buffer ring, corked sends). The
 //!   only module with `unsafe`, every block with a `// SAFETY:` line.
@@ -14,9 +17,11 @@
 
 pub mod app;
 pub mod config;
+pub mod envelope;
 pub mod epoll;
 pub mod io;
 pub mod proto;
+pub mod pubsub;
 pub mod server;
 pub mod uring;
 pub mod worker;

@@ -21,6 +21,8 @@ use crate::config::Config;
 use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
 use crate::proto::Limits;
+use crate::pubsub::relay::Relay;
+use crate::pubsub::{PubSub, PubSubConfig};
 use crate::uring::{self, UringDriver, UringParams};
 use crate::worker::{Budget, Worker};
 
@@ -233,19 +235,28 @@ impl Server {
             crate::config::Workers::Auto => allowed_cpus(),
             crate::config::Workers::Count(_) => Vec::new(),
         };
-        let mut wakers = Vec::with_capacity(workers);
+        let wakers = (0..workers)
+            .map(|id| Waker::new().map_err(|source| StartError::Worker { id, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let app = AppSpec {
+            kind: config.app,
+            relay: Arc::new(Relay::new(wakers.clone())),
+            pubsub: Arc::new(PubSubConfig {
+                max_subscriptions: config.max_subscriptions,
+                publish_key: config.publish_key.clone(),
+                max_payload: config.max_payload,
+            }),
+        };
         let mut threads = Vec::with_capacity(workers);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
         for (id, socket) in listeners.into_iter().enumerate() {
-            let waker = Waker::new().map_err(|source| StartError::Worker { id, source })?;
-            wakers.push(waker.clone());
             let spec = WorkerSpec {
                 id,
                 listener: socket.into(),
-                waker,
+                waker: wakers[id].clone(),
                 backend,
                 uring,
-                app: config.app,
+                app: app.clone(),
                 limits: limits.clone(),
                 budget: Budget {
                     max_backpressure: config.max_backpressure,
@@ -343,7 +354,7 @@ struct WorkerSpec {
     waker: Waker,
     backend: Backend,
     uring: UringParams,
-    app: AppKind,
+    app: AppSpec,
     limits: Arc<Limits>,
     budget: Budget,
     shared: Arc<Shared>,
@@ -393,17 +404,29 @@ impl WorkerSpec {
     }
 }
 
+/// The application a worker runs, and what it shares with the other workers.
+#[derive(Clone)]
+struct AppSpec {
+    kind: AppKind,
+    relay: Arc<Relay>,
+    pubsub: Arc<PubSubConfig>,
+}
+
 fn serve<D: Driver>(
     id: usize,
     driver: D,
-    app: AppKind,
+    app: AppSpec,
     limits: Arc<Limits>,
     budget: Budget,
     shared: Arc<Shared>,
     ready: &mpsc::Sender<(usize, io::Result<()>)>,
 ) -> io::Result<()> {
     let _ = ready.send((id, Ok(())));
-    match app {
+    match app.kind {
         AppKind::Echo => Worker::new(id, driver, Echo, limits, budget, shared).run(),
+        AppKind::Pubsub => {
+            let pubsub = PubSub::new(id, app.pubsub, app.relay, shared.clone());
+            Worker::new(id, driver, pubsub, limits, budget, shared).run()
+        }
     }
 }

@@ -101,4 +101,6 @@ pub trait App {
 pub enum AppKind {
     /// Every text or binary message is sent back as it came (Autobahn, load tests).
     Echo,
+    /// The pub/sub protocol of docs/PROTOCOL.md: topics, publish, fan-out across workers.
+    Pubsub,
 }

@@ -23,11 +23,18 @@ use crate::server::WorkerStats;
 use relay::{Relay, Relayed};
 use topics::{SubscribeError, TopicKey, TopicTable};
 
+/// Parse scratch kept between messages; more is released after the message that needed it.
+const SCRATCH_RETAIN: usize = 1 << 20;
+
 /// Pub/sub settings shared by every worker.
 #[derive(Debug, Clone)]
 pub struct PubSubConfig {
     /// Most topics one connection may be subscribed to (`MAX_SUBSCRIPTIONS`).
     pub max_subscriptions: usize,
+    /// The bearer key `POST /publish` requires, if any (`PUBLISH_KEY`).
+    pub publish_key: Option<crate::config::Secret>,
+    /// Largest `POST /publish` body (`MAX_PAYLOAD`; the protocol core enforces it with 413).
+    pub max_payload: usize,
 }
 
 /// A publish waiting for the end of the turn to reach this worker's subscribers.
@@ -97,8 +104,12 @@ impl PubSub {
 
     fn publish_counts(&self) {
         let stats = self.my_stats();
-        stats.topics.store(self.topics.topic_count(), Ordering::Relaxed);
-        stats.subscriptions.store(self.topics.subscription_count(), Ordering::Relaxed);
+        stats
+            .topics
+            .store(self.topics.topic_count(), Ordering::Relaxed);
+        stats
+            .subscriptions
+            .store(self.topics.subscription_count(), Ordering::Relaxed);
     }
 
     /// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
@@ -117,7 +128,11 @@ impl PubSub {
         self.my_stats().published.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = self.topics.key(topic) {
             let exclude = exclude_self.then_some(conn);
-            self.pending.push(Pending { topic: key, frame: frame.clone(), exclude });
+            self.pending.push(Pending {
+                topic: key,
+                frame: frame.clone(),
+                exclude,
+            });
         }
         let bucket = Relay::bucket(topic);
         let mut shared_topic: Option<Arc<str>> = None;
@@ -126,7 +141,13 @@ impl PubSub {
                 continue;
             }
             let topic = shared_topic.get_or_insert_with(|| topic.into()).clone();
-            self.relay.push(worker, Relayed { topic, frame: frame.clone() });
+            self.relay.push(
+                worker,
+                Relayed {
+                    topic,
+                    frame: frame.clone(),
+                },
+            );
             self.to_wake[worker] = true;
         }
     }
@@ -136,7 +157,10 @@ impl PubSub {
         match envelope.request {
             Request::Subscribe { topics } => {
                 for topic in topics.iter() {
-                    match self.topics.subscribe(conn, topic, self.config.max_subscriptions) {
+                    match self
+                        .topics
+                        .subscribe(conn, topic, self.config.max_subscriptions)
+                    {
                         Ok(s) if s.first => self.interest_changed(topic, true),
                         Ok(_) => {}
                         Err(SubscribeError::TooMany) => {
@@ -161,7 +185,11 @@ impl PubSub {
                 self.publish_counts();
                 ack(out, "UNSUBSCRIBE", cid);
             }
-            Request::Publish { topic, data, exclude_self } => {
+            Request::Publish {
+                topic,
+                data,
+                exclude_self,
+            } => {
                 self.publish(conn, topic, data, exclude_self);
                 ack(out, "PUBLISH", cid);
             }
@@ -213,6 +241,9 @@ impl App for PubSub {
                     reply_error(reply, ErrorCode::InvalidArgument, &e.to_string(), cid);
                 }
             }
+            if scratch.retained_bytes() > SCRATCH_RETAIN {
+                scratch.shrink(); // a huge or dense message: give its memory back
+            }
             self.scratch = scratch;
         }
         Ok(())
@@ -220,7 +251,8 @@ impl App for PubSub {
 
     fn on_close(&mut self, conn: ConnId) {
         let mut lost = Vec::new();
-        self.topics.remove_conn(conn, |topic| lost.push(topic.to_owned()));
+        self.topics
+            .remove_conn(conn, |topic| lost.push(topic.to_owned()));
         for topic in lost {
             self.interest_changed(&topic, false);
         }
@@ -243,7 +275,12 @@ impl App for PubSub {
                 }
             }
         }
-        for Pending { topic, frame, exclude } in self.pending.drain(..) {
+        for Pending {
+            topic,
+            frame,
+            exclude,
+        } in self.pending.drain(..)
+        {
             for &sub in self.topics.subscribers(topic) {
                 if Some(sub) != exclude {
                     count(deliver.send_shared(sub, &frame));
@@ -256,7 +293,9 @@ impl App for PubSub {
             }
         }
         if delivered > 0 {
-            self.my_stats().delivered.fetch_add(delivered, Ordering::Relaxed);
+            self.my_stats()
+                .delivered
+                .fetch_add(delivered, Ordering::Relaxed);
         }
     }
 }

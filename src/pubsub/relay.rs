@@ -65,7 +65,9 @@ impl Relay {
 
     /// Marks `worker` as interested (or not) in the topics of `bucket`.
     pub fn set_interest(&self, bucket: usize, worker: usize, interested: bool) {
-        let Some(cell) = self.interest.get(bucket) else { return };
+        let Some(cell) = self.interest.get(bucket) else {
+            return;
+        };
         if worker >= 64 {
             return;
         }
@@ -112,7 +114,10 @@ mod tests {
 
     #[test]
     fn interest_bits_are_per_worker_and_bucket() {
-        let relay = Relay::new(vec![Waker::new().expect("eventfd"), Waker::new().expect("eventfd")]);
+        let relay = Relay::new(vec![
+            Waker::new().expect("eventfd"),
+            Waker::new().expect("eventfd"),
+        ]);
         let b = Relay::bucket("room:1");
         assert_eq!(b, Relay::bucket("room:1"), "stable hash");
         assert!(!relay.interested(b, 1));
@@ -129,9 +134,17 @@ mod tests {
         let relay = Relay::new(vec![Waker::new().expect("eventfd")]);
         let topic: Arc<str> = "t".into();
         for i in 0..3u8 {
-            relay.push(0, Relayed { topic: topic.clone(), frame: Bytes::from(vec![i]) });
+            relay.push(
+                0,
+                Relayed {
+                    topic: topic.clone(),
+                    frame: Bytes::from(vec![i]),
+                },
+            );
         }
-        let got: Vec<u8> = std::iter::from_fn(|| relay.pop(0)).map(|m| m.frame[0]).collect();
+        let got: Vec<u8> = std::iter::from_fn(|| relay.pop(0))
+            .map(|m| m.frame[0])
+            .collect();
         assert_eq!(got, [0, 1, 2]);
     }
 }

@@ -60,7 +60,10 @@ impl TopicTable {
         if let Some(&index) = self.ids.get(name)
             && mine.contains(&index)
         {
-            return Ok(Subscribed { new: false, first: false });
+            return Ok(Subscribed {
+                new: false,
+                first: false,
+            });
         }
         if mine.len() >= max {
             if mine.is_empty() {
@@ -92,8 +95,11 @@ impl TopicTable {
             }
         };
         let generation = self.generations[index as usize];
-        self.topics[index as usize] =
-            Some(Topic { name: name.into(), generation, subscribers: Vec::new() });
+        self.topics[index as usize] = Some(Topic {
+            name: name.into(),
+            generation,
+            subscribers: Vec::new(),
+        });
         self.ids.insert(name.into(), index);
         index
     }
@@ -114,9 +120,15 @@ impl TopicTable {
     /// Removes every subscription of `conn`; calls `on_last(name)` for each topic that lost its
     /// last local subscriber. Returns how many subscriptions were removed.
     pub fn remove_conn(&mut self, conn: ConnId, mut on_last: impl FnMut(&str)) -> usize {
-        let Some(mine) = self.by_conn.remove(&conn) else { return 0 };
+        let Some(mine) = self.by_conn.remove(&conn) else {
+            return 0;
+        };
         for &index in &mine {
-            let name = self.topics.get(index as usize).and_then(|t| t.as_ref()).map(|t| t.name.clone());
+            let name = self
+                .topics
+                .get(index as usize)
+                .and_then(|t| t.as_ref())
+                .map(|t| t.name.clone());
             if self.detach(index, conn)
                 && let Some(name) = name
             {
@@ -128,8 +140,12 @@ impl TopicTable {
 
     /// Takes `conn` off topic `index`; frees the topic when it was the last subscriber.
     fn detach(&mut self, index: u32, conn: ConnId) -> bool {
-        let Some(slot) = self.topics.get_mut(index as usize) else { return false };
-        let Some(topic) = slot.as_mut() else { return false };
+        let Some(slot) = self.topics.get_mut(index as usize) else {
+            return false;
+        };
+        let Some(topic) = slot.as_mut() else {
+            return false;
+        };
         if let Some(at) = topic.subscribers.iter().position(|&c| c == conn) {
             topic.subscribers.swap_remove(at);
             self.subscriptions -= 1;
@@ -149,7 +165,10 @@ impl TopicTable {
     pub fn key(&self, name: &str) -> Option<TopicKey> {
         let index = *self.ids.get(name)?;
         let topic = self.topics.get(index as usize)?.as_ref()?;
-        Some(TopicKey { index, generation: topic.generation })
+        Some(TopicKey {
+            index,
+            generation: topic.generation,
+        })
     }
 
     /// The local subscribers of the topic under `key` (none if the topic has ended since).
@@ -182,19 +201,53 @@ mod tests {
     use crate::io::Token;
 
     fn conn(index: u32) -> ConnId {
-        Token { index, generation: 0 }
+        Token {
+            index,
+            generation: 0,
+        }
     }
 
     #[test]
     fn subscribe_unsubscribe_and_disconnect_leave_nothing_behind() {
         let mut t = TopicTable::default();
-        assert_eq!(t.subscribe(conn(1), "a", 10), Ok(Subscribed { new: true, first: true }));
-        assert_eq!(t.subscribe(conn(2), "a", 10), Ok(Subscribed { new: true, first: false }));
-        assert_eq!(t.subscribe(conn(2), "a", 10), Ok(Subscribed { new: false, first: false }));
-        assert_eq!(t.subscribe(conn(2), "b", 10), Ok(Subscribed { new: true, first: true }));
+        assert_eq!(
+            t.subscribe(conn(1), "a", 10),
+            Ok(Subscribed {
+                new: true,
+                first: true
+            })
+        );
+        assert_eq!(
+            t.subscribe(conn(2), "a", 10),
+            Ok(Subscribed {
+                new: true,
+                first: false
+            })
+        );
+        assert_eq!(
+            t.subscribe(conn(2), "a", 10),
+            Ok(Subscribed {
+                new: false,
+                first: false
+            })
+        );
+        assert_eq!(
+            t.subscribe(conn(2), "b", 10),
+            Ok(Subscribed {
+                new: true,
+                first: true
+            })
+        );
         let a = t.key("a").expect("topic a");
         assert_eq!(t.subscribers(a), &[conn(1), conn(2)]);
-        assert_eq!((t.topic_count(), t.subscription_count(), t.subscriber_count()), (2, 3, 2));
+        assert_eq!(
+            (
+                t.topic_count(),
+                t.subscription_count(),
+                t.subscriber_count()
+            ),
+            (2, 3, 2)
+        );
 
         assert_eq!(t.unsubscribe(conn(1), "a"), Some(false));
         assert_eq!(t.unsubscribe(conn(1), "a"), None, "not subscribed any more");
@@ -203,7 +256,14 @@ mod tests {
         assert_eq!(t.remove_conn(conn(2), |name| last.push(name.to_owned())), 2);
         last.sort();
         assert_eq!(last, ["a", "b"]);
-        assert_eq!((t.topic_count(), t.subscription_count(), t.subscriber_count()), (0, 0, 0));
+        assert_eq!(
+            (
+                t.topic_count(),
+                t.subscription_count(),
+                t.subscriber_count()
+            ),
+            (0, 0, 0)
+        );
         assert!(t.subscribers(a).is_empty(), "the old key reaches nothing");
         assert_eq!(t.remove_conn(conn(2), |_| panic!("nothing left")), 0);
     }
@@ -225,12 +285,26 @@ mod tests {
     fn the_subscription_limit_is_per_connection() {
         let mut t = TopicTable::default();
         for i in 0..3 {
-            t.subscribe(conn(1), &format!("t{i}"), 3).expect("under the limit");
+            t.subscribe(conn(1), &format!("t{i}"), 3)
+                .expect("under the limit");
         }
         assert_eq!(t.subscribe(conn(1), "t3", 3), Err(SubscribeError::TooMany));
-        assert_eq!(t.subscribe(conn(1), "t0", 3), Ok(Subscribed { new: false, first: false }));
-        assert!(t.subscribe(conn(2), "t3", 3).is_ok(), "another connection has its own budget");
+        assert_eq!(
+            t.subscribe(conn(1), "t0", 3),
+            Ok(Subscribed {
+                new: false,
+                first: false
+            })
+        );
+        assert!(
+            t.subscribe(conn(2), "t3", 3).is_ok(),
+            "another connection has its own budget"
+        );
         assert_eq!(t.subscribe(conn(3), "x", 0), Err(SubscribeError::TooMany));
-        assert_eq!(t.subscriber_count(), 2, "a refused connection leaves no entry");
+        assert_eq!(
+            t.subscriber_count(),
+            2,
+            "a refused connection leaves no entry"
+        );
     }
 }

@@ -484,20 +484,25 @@ impl Deliver for SlabDeliver<'_> {
             return SendStatus::Gone;
         }
         let budget = self.budget.max_backpressure;
-        if c.sending as usize + c.out.len() + frame.len() > budget {
+        // The policy applies once the backlog (queued and in flight) has reached the budget, as
+        // uWebSockets' maxBackpressure does: a connection holds at most the budget plus one
+        // message, and a message larger than the budget still reaches a client that keeps up.
+        let backlog = c.sending as usize + c.out.len();
+        if backlog >= budget {
             match self.budget.policy {
                 BackpressurePolicy::DropNewest => {
                     self.stats.dropped_newest.fetch_add(1, Ordering::Relaxed);
                     return SendStatus::Dropped;
                 }
                 BackpressurePolicy::DropOldest => {
-                    let room = budget.saturating_sub(c.sending as usize);
-                    let dropped = c.out.drop_oldest_shared(frame.len(), room);
+                    // Make the backlog fall below the budget again, oldest messages first.
+                    let room = budget.saturating_sub(c.sending as usize + 1);
+                    let dropped = c.out.drop_oldest_shared(0, room);
                     self.stats
                         .dropped_oldest
                         .fetch_add(dropped as u64, Ordering::Relaxed);
-                    if c.sending as usize + c.out.len() + frame.len() > budget {
-                        // Even an empty queue cannot take it (in-flight bytes, a huge frame).
+                    if c.sending as usize + c.out.len() >= budget {
+                        // Owned bytes or the send in flight alone fill the budget.
                         self.stats.dropped_newest.fetch_add(1, Ordering::Relaxed);
                         return SendStatus::Dropped;
                     }
