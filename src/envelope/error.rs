@@ -128,6 +128,15 @@ pub enum ErrorKind {
     /// The top-level value is valid JSON but not an object.
     #[error("message is not a JSON object")]
     NotAnObject,
+    /// A `POST /publish` body that is neither a publish object nor an array.
+    #[error("body must be a publish object or an array of them")]
+    NotAPublishBody,
+    /// A `POST /publish` array with no item.
+    #[error("the array holds no publish object")]
+    EmptyBatch,
+    /// A `POST /publish` array item that is not an object.
+    #[error("item {0} is not an object")]
+    BatchItemNotAnObject(usize),
     /// A key the protocol knows appears twice in one object (the path names it).
     #[error("duplicate key \"{0}\"")]
     DuplicateKey(&'static str),

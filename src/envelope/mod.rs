@@ -54,6 +54,7 @@
 //! `\u00XX`). `data` is copied verbatim.
 #![forbid(unsafe_code)]
 
+mod body;
 mod error;
 mod json;
 mod parse;
@@ -64,6 +65,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use body::{MAX_BATCH, publish_envelope, publish_envelope_prefix_len, split_publish_body};
 pub use error::{EnvelopeError, ErrorCode, ErrorKind, InlineStr};
 pub use json::Scratch;
 pub use parse::{Envelope, Request, parse};

@@ -44,6 +44,48 @@ pub(crate) fn member_span(msg: &[u8], structurals: &[u32], path: &[usize]) -> Op
     (start < end && end <= msg.len()).then_some(start..end)
 }
 
+/// The byte ranges of a `POST /publish` body's publish objects: the body itself when it is an
+/// object, each element when it is an array (`Err(index)` for the first element that is not an
+/// object). The body must already be valid JSON whose structural indexes are `structurals`.
+pub(crate) fn publish_items(
+    msg: &[u8],
+    structurals: &[u32],
+) -> Option<Result<Vec<Range<usize>>, usize>> {
+    let tok = |k: usize| {
+        structurals
+            .get(k)
+            .and_then(|&p| msg.get(p as usize))
+            .copied()
+    };
+    let object = |k: usize| -> Option<Range<usize>> {
+        let after = skip_value(msg, structurals, k)?;
+        Some(*structurals.get(k)? as usize..*structurals.get(after - 1)? as usize + 1)
+    };
+    match tok(0)? {
+        b'{' => Some(Ok(vec![object(0)?])),
+        b'[' => {
+            let mut items = Vec::new();
+            let mut k = 1;
+            if tok(k)? == b']' {
+                return Some(Ok(items));
+            }
+            loop {
+                if tok(k)? != b'{' {
+                    return Some(Err(items.len()));
+                }
+                items.push(object(k)?);
+                k = skip_value(msg, structurals, k)?;
+                match tok(k)? {
+                    b',' => k += 1,
+                    b']' => return Some(Ok(items)),
+                    _ => return None,
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
 /// `k` indexes a member's key; checks `"key" :` and returns the index of the value token.
 fn member_value(tok: &impl Fn(usize) -> Option<u8>, k: usize) -> Option<usize> {
     (tok(k)? == b'"' && tok(k + 1)? == b':').then_some(k + 2)

@@ -17,10 +17,13 @@ use bytes::Bytes;
 
 use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
+use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
+use crate::proto::http::write_response;
 use crate::server::WorkerStats;
 use relay::{Relay, Relayed};
+use subtle::ConstantTimeEq;
 use topics::{SubscribeError, TopicKey, TopicTable};
 
 /// Parse scratch kept between messages; more is released after the message that needed it.
@@ -123,11 +126,12 @@ impl PubSub {
         Bytes::from(buf)
     }
 
-    fn publish(&mut self, conn: ConnId, topic: &str, data: &[u8], exclude_self: bool) {
+    /// Publishes `data` on `topic`: framed once, queued for this worker's subscribers (except
+    /// `exclude`) at the end of the turn, handed to every other worker with subscribers.
+    fn publish(&mut self, exclude: Option<ConnId>, topic: &str, data: &[u8]) {
         let frame = Self::frame_message(topic, data);
         self.my_stats().published.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = self.topics.key(topic) {
-            let exclude = exclude_self.then_some(conn);
             self.pending.push(Pending {
                 topic: key,
                 frame: frame.clone(),
@@ -190,7 +194,7 @@ impl PubSub {
                 data,
                 exclude_self,
             } => {
-                self.publish(conn, topic, data, exclude_self);
+                self.publish(exclude_self.then_some(conn), topic, data);
                 ack(out, "PUBLISH", cid);
             }
             Request::Ping => {
@@ -217,7 +221,91 @@ fn reply_error(out: &mut Vec<u8>, code: ErrorCode, message: &str, correlation_id
     frame::write_frame(out, Opcode::Text, &body);
 }
 
+impl PubSub {
+    /// `POST /publish`: a publish object or an array of them, all validated before any is
+    /// published.
+    fn http_publish(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+        if req.method != "POST" {
+            return reject(
+                out,
+                405,
+                "Method Not Allowed",
+                "use POST",
+                &[("Allow", "POST")],
+            );
+        }
+        if let Some(key) = &self.config.publish_key {
+            let given = req
+                .header("Authorization")
+                .and_then(|v| v.trim_ascii().strip_prefix(b"Bearer "))
+                .map(<[u8]>::trim_ascii);
+            let valid = given.is_some_and(|g| bool::from(g.ct_eq(key.expose())));
+            if !valid {
+                let message = "missing or wrong Authorization: Bearer key";
+                return reject(
+                    out,
+                    401,
+                    "Unauthorized",
+                    message,
+                    &[("WWW-Authenticate", "Bearer")],
+                );
+            }
+        }
+        let items = match envelope::split_publish_body(req.body, &mut self.scratch) {
+            Ok(items) => items,
+            Err(e) => return reject(out, 400, "Bad Request", &e.to_string(), &[]),
+        };
+        // Validate every item first (all or nothing), keeping topic and data positions.
+        let mut checked: Vec<(String, std::ops::Range<usize>)> = Vec::with_capacity(items.len());
+        let mut msg = Vec::new();
+        let prefix = envelope::publish_envelope_prefix_len();
+        for (i, item) in items.iter().enumerate() {
+            envelope::publish_envelope(&mut msg, &req.body[item.clone()]);
+            let parsed = envelope::parse(&msg, &mut self.scratch).map(|e| e.request);
+            match parsed {
+                Ok(Request::Publish { topic, data, .. }) => {
+                    // `data` lies in `msg` after the fixed prefix: map it back into the body.
+                    let offset = (data.as_ptr() as usize)
+                        .saturating_sub(msg.as_ptr() as usize)
+                        .saturating_sub(prefix);
+                    let start = item.start + offset;
+                    checked.push((topic.to_owned(), start..start + data.len()));
+                }
+                Ok(other) => {
+                    let message = format!("item {i}: not a publish ({})", other.type_name());
+                    return reject(out, 400, "Bad Request", &message, &[]);
+                }
+                Err(e) => {
+                    return reject(out, 400, "Bad Request", &format!("item {i}: {e}"), &[]);
+                }
+            }
+        }
+        for (topic, data) in &checked {
+            self.publish(None, topic, &req.body[data.clone()]);
+        }
+        let body = format!(r#"{{"accepted":{}}}"#, checked.len());
+        write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+    }
+}
+
+/// A JSON error answer to `POST /publish`: `{"error": "<message>"}`.
+fn reject(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, extra: &[(&str, &str)]) {
+    let mut body = Vec::with_capacity(32 + message.len());
+    body.extend_from_slice(br#"{"error":""#);
+    envelope::push_escaped(&mut body, message);
+    body.extend_from_slice(b"\"}");
+    write_response(out, status, reason, "application/json", extra, &body);
+}
+
 impl App for PubSub {
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> bool {
+        if req.path != "/publish" {
+            return false;
+        }
+        self.http_publish(req, out);
+        true
+    }
+
     fn on_message(
         &mut self,
         conn: ConnId,
