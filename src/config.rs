@@ -158,8 +158,9 @@ pub struct Config {
     #[arg(long = "io", env = "WSD_IO", default_value = "auto", value_enum)]
     pub io: IoMode,
 
-    /// The application served on the WebSocket path.
-    #[arg(long, env = "WSD_APP", default_value = "echo", value_enum)]
+    /// The application served on the WebSocket path: `pubsub` (topics, publish, fan-out; see
+    /// docs/PROTOCOL.md) or `echo` (every message sent back; Autobahn and load tests).
+    #[arg(long, env = "WSD_APP", default_value = "pubsub", value_enum)]
     pub app: AppKind,
 
     /// Log verbosity.
@@ -213,7 +214,7 @@ impl Default for Config {
             ws_path: "/ws".to_owned(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             io: IoMode::Auto,
-            app: AppKind::Echo,
+            app: AppKind::Pubsub,
             log_level: LogLevel::Info,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             send_pings: true,

@@ -182,7 +182,7 @@ fn help_lists_every_knob_with_its_default() {
         ("WS_PATH", "/ws"),
         ("MAX_PAYLOAD", "1048576"),
         ("WSD_IO", "auto"),
-        ("WSD_APP", "echo"),
+        ("WSD_APP", "pubsub"),
         ("LOG_LEVEL", "info"),
     ];
     for (var, default) in defaults {
@@ -298,7 +298,8 @@ fn base_cmd() -> Command {
     cmd.env("PORT", "0")
         .env("HOST", "127.0.0.1")
         .env("CLUSTER_WORKERS", "2")
-        .env("WSD_IO", "epoll");
+        .env("WSD_IO", "epoll")
+        .env("WSD_APP", "echo");
     cmd
 }
 

@@ -3,7 +3,7 @@
 
 use simd_json::{Node, StaticNode, Tape};
 
-use super::span::member_span;
+use super::span::{self, member_span};
 use super::topic::TopicsBuilder;
 use super::{
     EnvelopeError, ErrorKind, InlineStr, MAX_CORRELATION_ID_LEN, MAX_TOPICS, Scratch, Topics, json,
@@ -80,6 +80,11 @@ pub fn parse<'a>(msg: &'a [u8], scratch: &'a mut Scratch) -> Result<Envelope<'a>
         Ok(()) => {
             let topics = TopicsBuilder::new(topic_buf, topic_ends);
             read(msg, &tape.0, buffers.structural_indexes(), topics)
+        }
+        Err(ErrorKind::TooDeep) => {
+            // Stage 1 still indexed the message: the correlation id can be found without it.
+            let cid = span::correlation_id_of_deep(msg, buffers.structural_indexes());
+            Err(EnvelopeError::from(ErrorKind::TooDeep).with_correlation_id(cid))
         }
         Err(kind) => Err(kind.into()),
     };

@@ -86,6 +86,48 @@ pub(crate) fn publish_items(
     }
 }
 
+/// The raw `meta.correlationId` string of a message that simd-json's stage 1 accepted but stage 2
+/// did not (too deep), found by walking the top-level object along the structural indexes with
+/// its own depth count. `None` when it is not there, not a plain string (escapes are not decoded
+/// here), or the structure does not look like an object.
+pub(crate) fn correlation_id_of_deep<'m>(msg: &'m [u8], structurals: &[u32]) -> Option<&'m str> {
+    let tok = |k: usize| {
+        structurals
+            .get(k)
+            .and_then(|&p| msg.get(p as usize))
+            .copied()
+    };
+    let key_at = |k: usize| -> Option<&[u8]> {
+        let start = *structurals.get(k)? as usize + 1;
+        let len = msg.get(start..)?.iter().position(|&b| b == b'"')?;
+        let key = msg.get(start..start + len)?;
+        (!key.contains(&b'\\')).then_some(key)
+    };
+    // Members of the object whose `{` is token `k`: (key, index of the value token).
+    let find = |k: usize, want: &[u8]| -> Option<usize> {
+        (tok(k)? == b'{').then_some(())?;
+        let mut k = k + 1;
+        loop {
+            let value = member_value(&tok, k)?;
+            if key_at(k)? == want {
+                return Some(value);
+            }
+            let after = skip_value(msg, structurals, value)?;
+            match tok(after)? {
+                b',' => k = after + 1,
+                _ => return None,
+            }
+        }
+    };
+    let meta = find(0, b"meta")?;
+    let id = find(meta, b"correlationId")?;
+    (tok(id)? == b'"').then_some(())?;
+    let raw = key_at(id)?;
+    (raw.len() <= super::MAX_CORRELATION_ID_LEN)
+        .then(|| std::str::from_utf8(raw).ok())
+        .flatten()
+}
+
 /// `k` indexes a member's key; checks `"key" :` and returns the index of the value token.
 fn member_value(tok: &impl Fn(usize) -> Option<u8>, k: usize) -> Option<usize> {
     (tok(k)? == b'"' && tok(k + 1)? == b':').then_some(k + 2)

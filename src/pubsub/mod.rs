@@ -235,10 +235,15 @@ impl PubSub {
             );
         }
         if let Some(key) = &self.config.publish_key {
-            let given = req
-                .header("Authorization")
-                .and_then(|v| v.trim_ascii().strip_prefix(b"Bearer "))
-                .map(<[u8]>::trim_ascii);
+            // The scheme is case-insensitive (RFC 9110 §11.1); the key itself is not.
+            let given = req.header("Authorization").and_then(|v| {
+                let v = v.trim_ascii();
+                let space = v.iter().position(|&b| b == b' ')?;
+                let (scheme, key) = v.split_at(space);
+                scheme
+                    .eq_ignore_ascii_case(b"Bearer")
+                    .then(|| key.trim_ascii())
+            });
             let valid = given.is_some_and(|g| bool::from(g.ct_eq(key.expose())));
             if !valid {
                 let message = "missing or wrong Authorization: Bearer key";

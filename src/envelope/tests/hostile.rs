@@ -125,3 +125,23 @@ fn scratch_is_reusable_across_sizes_and_paths() {
     assert!(scratch.retained_bytes() < 1024);
     assert!(parse_with(&mut scratch, small.as_bytes()).is_ok());
 }
+
+#[test]
+fn too_deep_messages_still_echo_their_correlation_id() {
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let first = format!(
+        r#"{{"meta":{{"correlationId":"c-1"}},"type":"PUBLISH","payload":{{"topic":"t","data":{deep}}}}}"#
+    );
+    let last = format!(
+        r#"{{"type":"PUBLISH","payload":{{"topic":"t","data":{deep}}},"meta":{{"correlationId":"c-2"}}}}"#
+    );
+    let escaped = format!(
+        r#"{{"type":"PUBLISH","payload":{{"topic":"t","data":{deep}}},"meta":{{"correlationId":"c\u0031"}}}}"#
+    );
+    for (msg, want) in [(first, Some("c-1")), (last, Some("c-2")), (escaped, None)] {
+        let mut scratch = crate::envelope::Scratch::default();
+        let err = crate::envelope::parse(msg.as_bytes(), &mut scratch).expect_err("too deep");
+        assert_eq!(err.kind(), crate::envelope::ErrorKind::TooDeep);
+        assert_eq!(err.correlation_id(), want, "{msg:.60}");
+    }
+}
