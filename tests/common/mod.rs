@@ -4,6 +4,8 @@
 //! Every blocking read and write has a timeout, so no test can hang on a silent server.
 #![allow(dead_code)]
 
+pub mod pubsub;
+
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -618,7 +620,35 @@ pub struct Health {
     pub connections: u64,
     /// `(connections, accepted)` per worker.
     pub workers: Vec<(u64, u64)>,
+    /// The pub/sub counters of every worker, when the server reports them (`None` when no worker
+    /// has a `topics` field; a worker with some but not all of them fails the parse).
+    pub stats: Option<Vec<WorkerStats>>,
 }
+
+/// The pub/sub counters of one worker in `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerStats {
+    pub connections: u64,
+    pub accepted: u64,
+    pub topics: u64,
+    pub subscriptions: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped_newest: u64,
+    pub dropped_oldest: u64,
+    pub closed_backpressure: u64,
+}
+
+/// The per-worker fields of [`WorkerStats`] beyond `connections` and `accepted`.
+pub const PUBSUB_HEALTH_FIELDS: [&str; 7] = [
+    "topics",
+    "subscriptions",
+    "published",
+    "delivered",
+    "dropped_newest",
+    "dropped_oldest",
+    "closed_backpressure",
+];
 
 /// `GET /health`, parsed; panics if the JSON does not have the documented shape.
 pub fn health_info(addr: SocketAddr) -> Health {
@@ -649,11 +679,37 @@ pub fn parse_health(body: &str) -> Health {
             .collect(),
         other => panic!("/health field workers is {other:?}: {body}"),
     };
+    let stats = match v.get("workers") {
+        Some(Json::Arr(items)) if items.iter().any(|w| w.get("topics").is_some()) => Some(
+            items
+                .iter()
+                .map(|w| {
+                    let f: Vec<u64> = PUBSUB_HEALTH_FIELDS
+                        .iter()
+                        .map(|k| n(w.get(k), k))
+                        .collect();
+                    WorkerStats {
+                        connections: n(w.get("connections"), "connections"),
+                        accepted: n(w.get("accepted"), "accepted"),
+                        topics: f[0],
+                        subscriptions: f[1],
+                        published: f[2],
+                        delivered: f[3],
+                        dropped_newest: f[4],
+                        dropped_oldest: f[5],
+                        closed_backpressure: f[6],
+                    }
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
     Health {
         status: s("status"),
         io: s("io"),
         connections: n(v.get("connections"), "connections"),
         workers,
+        stats,
     }
 }
 
@@ -819,9 +875,16 @@ impl JsonParser<'_> {
                     self.i += 1;
                     return String::from_utf8(out).map_err(|_| "string not UTF-8".into());
                 }
+                Some(b'\\') if self.b.get(self.i + 1) == Some(&b'u') => {
+                    self.i += 2;
+                    let c = self.unicode_escape()?;
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
                 Some(b'\\') => {
                     let esc = *self.b.get(self.i + 1).ok_or("bad escape")?;
                     let c = match esc {
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
                         b'"' => b'"',
                         b'\\' => b'\\',
                         b'/' => b'/',
@@ -840,4 +903,178 @@ impl JsonParser<'_> {
             }
         }
     }
+
+    /// The character of a `\uXXXX` escape (the `\u` already consumed), joining a surrogate pair.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let hi = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&hi) {
+            if !self.b[self.i..].starts_with(b"\\u") {
+                return Err(format!("lone high surrogate at {}", self.i));
+            }
+            self.i += 2;
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err(format!("bad low surrogate at {}", self.i));
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        char::from_u32(code).ok_or_else(|| format!("bad \\u escape before {}", self.i))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .b
+            .get(self.i..self.i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .ok_or_else(|| format!("short \\u escape at {}", self.i))?;
+        let v = u32::from_str_radix(digits, 16)
+            .map_err(|_| format!("bad \\u escape {digits:?} at {}", self.i))?;
+        self.i += 4;
+        Ok(v)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw JSON spans (no recursion, so hostile nesting cannot overflow the test's stack)
+// ---------------------------------------------------------------------------------------------
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the string starting at `b[i] == '"'`; raw control bytes inside it are an error.
+fn skip_string(b: &[u8], mut i: usize) -> Result<usize, String> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Ok(i + 1),
+            b'\\' => i += 2,
+            c if c < 0x20 => return Err(format!("raw control byte {c:#04x} in a string at {i}")),
+            _ => i += 1,
+        }
+    }
+    Err("unterminated string".into())
+}
+
+/// The end of the JSON value starting at `b[i]` (after whitespace). Checks the bracket structure
+/// and the strings, not the scalars; iterative, so any depth is fine.
+pub fn json_value_end(b: &[u8], i: usize) -> Result<usize, String> {
+    let mut i = skip_ws(b, i);
+    let mut stack: Vec<u8> = Vec::new();
+    loop {
+        match b.get(i) {
+            None => return Err(format!("value ends early at {i}")),
+            Some(b'"') => i = skip_string(b, i)?,
+            Some(&c @ (b'{' | b'[')) => {
+                stack.push(if c == b'{' { b'}' } else { b']' });
+                i += 1;
+            }
+            Some(&c @ (b'}' | b']')) => {
+                if stack.pop() != Some(c) {
+                    return Err(format!("unbalanced {:?} at {i}", c as char));
+                }
+                i += 1;
+            }
+            Some(b',' | b':' | b' ' | b'\t' | b'\n' | b'\r') if !stack.is_empty() => i += 1,
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.') => {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b'+' | b'.'))
+                {
+                    i += 1;
+                }
+            }
+            Some(c) => return Err(format!("unexpected byte {:?} at {i}", *c as char)),
+        }
+        if stack.is_empty() {
+            return Ok(i);
+        }
+    }
+}
+
+/// The raw text of the value of `key` in the JSON object `doc` (top level only), exactly as it
+/// appears in `doc`. `Ok(None)` when the key is absent; `Err` when `doc` is not an object.
+/// Duplicate keys are an error (a server must not send them).
+pub fn json_member<'a>(doc: &'a str, key: &str) -> Result<Option<&'a str>, String> {
+    let b = doc.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err(format!("not an object: {}", preview(doc)));
+    }
+    i = skip_ws(b, i + 1);
+    let mut found = None;
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return Err(format!("expected a key at {i}: {}", preview(doc)));
+            }
+            let key_end = skip_string(b, i)?;
+            let name = Json::parse(&doc[i..key_end])?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return Err(format!("expected ':' at {i}: {}", preview(doc)));
+            }
+            let start = skip_ws(b, i + 1);
+            let end = json_value_end(b, start)?;
+            if name == Json::Str(key.to_owned()) {
+                if found.is_some() {
+                    return Err(format!("duplicate key {key:?}: {}", preview(doc)));
+                }
+                found = Some(&doc[start..end]);
+            }
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(format!("expected ',' or '}}' at {i}: {}", preview(doc))),
+            }
+        }
+    }
+    if skip_ws(b, i) != b.len() {
+        return Err(format!("trailing bytes at {i}: {}", preview(doc)));
+    }
+    Ok(found)
+}
+
+/// The first 200 bytes of `s` (on a char boundary), for messages.
+pub fn preview(s: &str) -> String {
+    if s.len() <= 200 {
+        return s.to_owned();
+    }
+    let mut end = 200;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
+/// Sends one HTTP/1.1 request on a new connection and reads the whole response.
+/// `headers` are added after `Host`; a `Content-Length` is added for `body`.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    let mut stream = tcp(addr);
+    stream.write_all(&bytes).expect("send HTTP request");
+    read_response(&mut stream)
+        .unwrap_or_else(|e| panic!("reading the response to {method} {path}: {e}"))
 }
