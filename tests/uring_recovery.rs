@@ -24,6 +24,7 @@ fn enobufs_and_cq_overflow_lose_nothing() {
         port: 0,
         cluster_workers: Workers::Count(1),
         io: wsd::io::IoMode::Uring,
+        app: wsd::app::AppKind::Echo,
         ..Config::default()
     };
     let tiny = UringParams {
