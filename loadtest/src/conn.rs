@@ -5,17 +5,11 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, connect, recv, send, socket_with,
-    sockopt,
-};
+use rustix::net::{RecvFlags, SendFlags, recv, send};
 
 use crate::frame::ServerFrameParser;
 use crate::stats::{LatencyFifo, Stats};
-use crate::url::WS_ACCEPT;
-
-/// Largest upgrade response accepted.
-const MAX_RESPONSE: usize = 16 * 1024;
+use crate::upgrade::{Upgrade, connect_result, open_socket};
 
 /// Bytes shared by all connections, built once at start.
 pub struct Shared<'a> {
@@ -59,8 +53,7 @@ pub enum Fail {
 pub struct Conn {
     fd: OwnedFd,
     state: State,
-    request_sent: usize,
-    response: Vec<u8>,
+    upgrade: Upgrade,
     parser: ServerFrameParser,
     fifo: LatencyFifo,
     /// Frames queued for sending, including a partly written first one.
@@ -76,28 +69,11 @@ impl Conn {
         parser: ServerFrameParser,
         in_flight: usize,
     ) -> Result<Self, Fail> {
-        let family = match addr {
-            SocketAddr::V4(_) => AddressFamily::INET,
-            SocketAddr::V6(_) => AddressFamily::INET6,
-        };
-        let fd = socket_with(
-            family,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| Fail::Connect(format!("socket: {e}")))?;
-        sockopt::set_tcp_nodelay(&fd, true)
-            .map_err(|e| Fail::Connect(format!("TCP_NODELAY: {e}")))?;
-        match connect(&fd, &addr) {
-            Ok(()) | Err(Errno::INPROGRESS) => {}
-            Err(e) => return Err(Fail::Connect(format!("connect {addr}: {e}"))),
-        }
+        let fd = open_socket(addr).map_err(Fail::Connect)?;
         Ok(Self {
             fd,
             state: State::Connecting,
-            request_sent: 0,
-            response: Vec::new(),
+            upgrade: Upgrade::default(),
             parser,
             fifo: LatencyFifo::new(in_flight),
             queued: 0,
@@ -125,10 +101,7 @@ impl Conn {
             if !(readable || writable) {
                 return Ok(());
             }
-            match sockopt::socket_error(&self.fd) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) | Err(e) => return Err(Fail::Connect(format!("connect: {e}"))),
-            }
+            connect_result(&self.fd).map_err(Fail::Connect)?;
             self.state = State::Upgrading;
             self.send_request(sh.request)?;
         } else if self.state == State::Upgrading && writable {
@@ -154,15 +127,9 @@ impl Conn {
     }
 
     fn send_request(&mut self, request: &[u8]) -> Result<(), Fail> {
-        while self.request_sent < request.len() {
-            match send(&self.fd, &request[self.request_sent..], SendFlags::NOSIGNAL) {
-                Ok(n) => self.request_sent += n,
-                Err(Errno::AGAIN) => break,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(Fail::Connect(format!("sending upgrade request: {e}"))),
-            }
-        }
-        Ok(())
+        self.upgrade
+            .send_request(&self.fd, request)
+            .map_err(Fail::Connect)
     }
 
     /// Reads until the socket is drained (a short read means drained: the next arrival raises a new edge).
@@ -203,40 +170,13 @@ impl Conn {
         }
     }
 
-    /// Appends response bytes; once the header is complete, checks it and returns where frames begin in `data`.
+    /// Feeds response bytes to the upgrade; once it is complete, returns where frames begin in `data`.
     fn upgrade_response(&mut self, data: &[u8]) -> Result<Option<usize>, Fail> {
-        let old = self.response.len();
-        self.response.extend_from_slice(data);
-        let search_from = old.saturating_sub(3);
-        let Some(end) = self.response[search_from..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| search_from + p + 4)
-        else {
-            if self.response.len() > MAX_RESPONSE {
-                return Err(Fail::Connect("upgrade response too long".into()));
-            }
-            return Ok(None);
-        };
-        let head = String::from_utf8_lossy(&self.response[..end]);
-        let status = head.lines().next().unwrap_or_default();
-        let mut parts = status.split_ascii_whitespace();
-        if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) || parts.next() != Some("101") {
-            return Err(Fail::Connect(format!("upgrade refused: {status:?}")));
+        let at = self.upgrade.on_response(data).map_err(Fail::Connect)?;
+        if at.is_some() {
+            self.state = State::Ready;
         }
-        let accepted = head.lines().any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == WS_ACCEPT
-            })
-        });
-        if !accepted {
-            return Err(Fail::Connect(
-                "missing or wrong Sec-WebSocket-Accept".into(),
-            ));
-        }
-        self.state = State::Ready;
-        self.response = Vec::new();
-        Ok(Some(end - old))
+        Ok(at)
     }
 
     /// Parses `read_buf[from..to]` as server frames, accounts for echoes, queues replacements and sends them.

@@ -45,13 +45,13 @@ pub struct Outcome {
 }
 
 /// CPU seconds of the server (with a PID) and of this process at one instant.
-struct CpuSnapshot {
-    server: Option<Result<f64, String>>,
-    own: Result<f64, String>,
-    machine: Result<MachineTicks, String>,
+pub struct CpuSnapshot {
+    pub server: Option<Result<f64, String>>,
+    pub own: Result<f64, String>,
+    pub machine: Result<MachineTicks, String>,
 }
 
-fn cpu_snapshot(server_pid: Option<u32>) -> CpuSnapshot {
+pub fn cpu_snapshot(server_pid: Option<u32>) -> CpuSnapshot {
     CpuSnapshot {
         server: server_pid.map(|p| cpu_seconds(Some(p))),
         own: cpu_seconds(None),

@@ -1,83 +1,31 @@
-//! wsd-loadtest command line: parses arguments, raises the open-file limit, runs the echo load and prints the report.
+//! wsd-loadtest entry point: parses arguments, raises the open-file limit, runs the chosen scenario (echo, connect, fanout) and prints its report.
 
+mod cli;
 mod conn;
+mod connect;
+mod connect_report;
 mod driver;
+mod fanout;
 mod frame;
 mod proc;
 mod report;
 mod stats;
+mod upgrade;
 mod url;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
-/// Load generator for wsd (loopback only).
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Echo throughput and latency: every connection sends a message and waits for its echo.
-    Echo(EchoArgs),
-}
-
-#[derive(Args)]
-struct EchoArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
-    #[arg(long)]
-    url: String,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    connections: u32,
-    /// Payload bytes per message.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=(64 << 20)))]
-    size: u32,
-    /// Send binary messages (default: text).
-    #[arg(long)]
-    binary: bool,
-    /// Messages in flight per connection (1 = ping-pong).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    in_flight: u32,
-    /// Measured seconds (hard stop; fractions allowed).
-    #[arg(long, value_parser = seconds)]
-    duration: Duration,
-    /// Warm-up seconds before measuring (not counted).
-    #[arg(long, default_value = "1", value_parser = seconds)]
-    warmup: Duration,
-    /// Seconds allowed for connecting and upgrading all connections.
-    #[arg(long, default_value = "10", value_parser = seconds)]
-    connect_timeout: Duration,
-    /// PID of the server, to report its CPU time per message.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Spin on epoll instead of sleeping: avoids wake-up latency of an idle core, but then the
-    /// load generator's CPU time is 100% of the window and no longer its cost per message.
-    #[arg(long)]
-    busy_poll: bool,
-    /// Print one JSON object instead of the human-readable report.
-    #[arg(long)]
-    json: bool,
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.0..=86_400.0).contains(&v) {
-        return Err(format!("{s} s is out of range (0..86400)"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
+use cli::{Cli, Command, ConnectArgs, EchoArgs, FanoutArgs};
 
 fn main() -> ExitCode {
-    let Command::Echo(args) = Cli::parse().cmd;
-    match echo(&args) {
+    let result = match Cli::parse().cmd {
+        Command::Echo(args) => echo(&args),
+        Command::Connect(args) => connect(&args),
+        Command::Fanout(args) => fanout_cmd(&args),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wsd-loadtest: {e}");
@@ -91,14 +39,7 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
     if args.duration.is_zero() {
         return Err("--duration must be greater than 0".into());
     }
-    let limit = proc::raise_nofile_limit()?;
-    let needed = u64::from(args.connections) + 16;
-    if limit.is_some_and(|l| l < needed) {
-        eprintln!(
-            "wsd-loadtest: warning: open-file limit {} is below the {needed} needed",
-            limit.unwrap_or_default()
-        );
-    }
+    check_nofile(u64::from(args.connections))?;
     let cfg = driver::Config {
         target,
         connections: args.connections as usize,
@@ -122,4 +63,91 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises RLIMIT_NOFILE and warns when it is still below `connections` plus a margin.
+fn check_nofile(connections: u64) -> Result<(), String> {
+    let limit = proc::raise_nofile_limit()?;
+    let needed = connections + 16;
+    if let Some(l) = limit.filter(|&l| l < needed) {
+        eprintln!("wsd-loadtest: warning: open-file limit {l} is below the {needed} needed");
+    }
+    Ok(())
+}
+
+fn connect(args: &ConnectArgs) -> Result<ExitCode, String> {
+    let target = url::parse(&args.url)?;
+    if args.timeout.is_zero() {
+        return Err("--timeout must be greater than 0".into());
+    }
+    check_nofile(u64::from(args.connections))?;
+    let cfg = connect::Config {
+        target,
+        connections: args.connections as usize,
+        concurrency: args.concurrency as usize,
+        timeout: args.timeout,
+        settle: args.settle,
+        server_pid: args.server_pid,
+        progress: !args.json,
+    };
+    let out = connect::run(&cfg)?;
+    let summary = connect_report::Summary {
+        url: &args.url,
+        cfg: &cfg,
+        out: &out,
+    };
+    if args.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.human());
+    }
+    Ok(if out.connected == 0 || summary.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn fanout_cmd(args: &FanoutArgs) -> Result<ExitCode, String> {
+    let target = url::parse(&args.url)?;
+    if args.duration.is_zero() {
+        return Err("--duration must be greater than 0".into());
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate must be a positive number of publications per second".into());
+    }
+    check_nofile(u64::from(args.subscribers) + u64::from(args.publishers))?;
+    let cfg = fanout::Config {
+        target,
+        subscribers: args.subscribers as usize,
+        publishers: args.publishers as usize,
+        topics: args.topics as usize,
+        window: args.window as usize,
+        rate: args.rate,
+        size: args.size as usize,
+        raw: args.raw,
+        raw_self: args.raw_self,
+        duration: args.duration,
+        warmup: args.warmup,
+        drain: args.drain,
+        connect_timeout: args.connect_timeout,
+        server_pid: args.server_pid,
+        progress: !args.json,
+    };
+    let out = fanout::run(&cfg)?;
+    let summary = fanout::report::Summary {
+        url: &args.url,
+        cfg: &cfg,
+        out: &out,
+    };
+    if args.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.human());
+    }
+    Ok(if out.deliveries.measured == 0 || summary.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

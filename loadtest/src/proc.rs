@@ -1,4 +1,4 @@
-//! Process environment: CPU time of a process (/proc/PID/stat) and of the machine (/proc/stat), the clock tick, and raising RLIMIT_NOFILE.
+//! Process environment: CPU time of a process (/proc/PID/stat) and of the machine (/proc/stat), resident memory (/proc/PID/status), the clock tick, and raising RLIMIT_NOFILE.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -118,6 +118,27 @@ impl MachineTicks {
     }
 }
 
+/// The `VmRSS` line of a /proc/PID/status text, in KiB.
+pub fn parse_vm_rss_kib(status: &str) -> Result<u64, String> {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| "no VmRSS line".to_string())?;
+    let mut f = line["VmRSS:".len()..].split_ascii_whitespace();
+    let v = f.next().ok_or_else(|| "empty VmRSS line".to_string())?;
+    if f.next() != Some("kB") {
+        return Err(format!("VmRSS line {line:?} is not in kB"));
+    }
+    v.parse::<u64>().map_err(|e| format!("VmRSS {v:?}: {e}"))
+}
+
+/// Resident set size of process `pid` from /proc/PID/status, in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    parse_vm_rss_kib(&status).map_err(|e| format!("{path}: {e}"))
+}
+
 /// Raises the soft limit on open files to the hard limit; returns the soft limit now in force.
 pub fn raise_nofile_limit() -> Result<Option<u64>, String> {
     let lim = getrlimit(Resource::Nofile);
@@ -177,6 +198,15 @@ mod tests {
         assert!(parse_cpu_ticks("no parens here").is_err());
         assert!(parse_cpu_ticks("1 (x) S 1 2 3").is_err());
         assert!(parse_cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 20").is_err());
+    }
+
+    #[test]
+    fn vm_rss_is_parsed_in_kib() {
+        let status = "Name:\twsd\nVmPeak:\t  9000 kB\nVmRSS:\t    4242 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss_kib(status), Ok(4242));
+        assert!(parse_vm_rss_kib("Name: x\n").is_err());
+        assert!(parse_vm_rss_kib("VmRSS: 12 MB\n").is_err());
+        assert!(rss_kib(std::process::id()).is_ok_and(|k| k > 0));
     }
 
     #[test]

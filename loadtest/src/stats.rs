@@ -5,6 +5,46 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
+/// A histogram of nanoseconds from 1 ns to 1 h at 3 significant digits (larger values saturate).
+pub fn ns_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+/// p50, p90, p99, p99.9 and max of a nanosecond histogram, in µs (`None` without samples).
+pub fn percentiles_us(h: &Histogram<u64>) -> Option<[f64; 5]> {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    (!h.is_empty()).then(|| {
+        [
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.9)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.max()),
+        ]
+    })
+}
+
+/// The JSON object form of [`percentiles_us`] (`null` without samples).
+pub fn percentiles_json(p: Option<[f64; 5]>) -> String {
+    match p {
+        Some([p50, p90, p99, p999, max]) => format!(
+            "{{\"p50\":{p50:.1},\"p90\":{p90:.1},\"p99\":{p99:.1},\"p99_9\":{p999:.1},\"max\":{max:.1}}}"
+        ),
+        None => "null".to_string(),
+    }
+}
+
+/// The one-line human form of [`percentiles_us`].
+pub fn percentiles_line(p: Option<[f64; 5]>) -> String {
+    match p {
+        Some([p50, p90, p99, p999, max]) => {
+            format!("p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}")
+        }
+        None => "(no samples)".to_string(),
+    }
+}
+
 /// Send timestamps of one connection's in-flight messages, oldest first (echoes come back in order).
 #[derive(Debug)]
 pub struct LatencyFifo {
@@ -78,9 +118,7 @@ impl Stats {
             measuring: false,
             messages: 0,
             warmup_messages: 0,
-            // 1 ns .. 1 h at 3 significant digits; larger values saturate.
-            latency_ns: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-                .expect("constant histogram bounds are valid"),
+            latency_ns: ns_histogram(),
             errors: Errors::default(),
         }
     }

@@ -1,0 +1,148 @@
+//! Command-line arguments of every scenario (clap derive), and the shared parser for durations in seconds.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for wsd (loopback only).
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Echo throughput and latency: every connection sends a message and waits for its echo.
+    Echo(EchoArgs),
+    /// Connection setup: opens N connections (K handshakes at a time), then holds them idle and reports
+    /// the server's resident memory per connection.
+    Connect(ConnectArgs),
+    /// Pub/sub fan-out: S subscribers over T topics, P publishers; deliveries/s, publish→delivery latency,
+    /// and lost / duplicated / reordered messages from per-publisher sequence numbers.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Args)]
+pub struct EchoArgs {
+    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    #[arg(long)]
+    pub url: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=(64 << 20)))]
+    pub size: u32,
+    /// Send binary messages (default: text).
+    #[arg(long)]
+    pub binary: bool,
+    /// Messages in flight per connection (1 = ping-pong).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub in_flight: u32,
+    /// Measured seconds (hard stop; fractions allowed).
+    #[arg(long, value_parser = seconds)]
+    pub duration: Duration,
+    /// Warm-up seconds before measuring (not counted).
+    #[arg(long, default_value = "1", value_parser = seconds)]
+    pub warmup: Duration,
+    /// Seconds allowed for connecting and upgrading all connections.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub connect_timeout: Duration,
+    /// PID of the server, to report its CPU time per message.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Spin on epoll instead of sleeping: avoids wake-up latency of an idle core, but then the
+    /// load generator's CPU time is 100% of the window and no longer its cost per message.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Print one JSON object instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{s} s is out of range (0..86400)"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    #[arg(long)]
+    pub url: String,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+    /// Most handshakes (TCP connect + upgrade) in flight at once.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Hard bound on the connect phase, in seconds; connections not upgraded by then count as failed.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub timeout: Duration,
+    /// Seconds to hold the connections idle before reading the server's memory again.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    pub settle: Duration,
+    /// PID of the server (required: its VmRSS is read before and after).
+    #[arg(long)]
+    pub server_pid: u32,
+    /// Print one JSON object instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct FanoutArgs {
+    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    #[arg(long)]
+    pub url: String,
+    /// Subscriber connections; subscriber i subscribes to topic t<i % topics>.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub subscribers: u32,
+    /// Publisher connections; publisher j publishes on topic t<j % topics>.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publishers: u32,
+    /// Number of topics.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub topics: u32,
+    /// Unconfirmed messages per publisher; a message is confirmed when all its subscribers have it.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
+    /// Open loop: publications per second over all publishers (the window still caps the lag).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Minimum bytes of each publication's data ({"seq","ts","pub"} is padded with "pad" up to it).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=(16 << 20)))]
+    pub size: u32,
+    /// Raw mode for servers without the pub/sub protocol: publishers send the data alone, no SUBSCRIBE;
+    /// every subscriber must receive every publication (a broadcast server). Needs --topics 1.
+    #[arg(long)]
+    pub raw: bool,
+    /// With --raw: every publisher also receives its own publications (an echo server, or a broadcast to all).
+    #[arg(long)]
+    pub raw_self: bool,
+    /// Measured seconds (hard stop; fractions allowed).
+    #[arg(long, value_parser = seconds)]
+    pub duration: Duration,
+    /// Warm-up seconds before measuring (not counted).
+    #[arg(long, default_value = "1", value_parser = seconds)]
+    pub warmup: Duration,
+    /// Most seconds to wait after publishing stops for every sent message to arrive; then what is missing is lost.
+    #[arg(long, default_value = "3", value_parser = seconds)]
+    pub drain: Duration,
+    /// Seconds allowed for connecting, upgrading and confirming every subscription.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub connect_timeout: Duration,
+    /// PID of the server, to report its CPU time per delivery.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print one JSON object instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}

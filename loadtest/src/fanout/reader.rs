@@ -1,0 +1,226 @@
+//! Incremental reader of server frames that hands out whole message payloads: frames complete in a read are handed out in place, a frame cut by a read boundary is collected in a per-connection buffer, fragments are joined.
+
+/// Largest frame or message accepted from a server.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// One complete thing the server sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Text(&'a [u8]),
+    Binary(&'a [u8]),
+    Ping(&'a [u8]),
+    Close,
+}
+
+/// Reader state of one connection.
+#[derive(Debug, Default)]
+pub struct Reader {
+    /// A frame cut by a read boundary: its header and the payload bytes that arrived so far.
+    partial: Vec<u8>,
+    /// Payload of a fragmented message so far, and its opcode (0 = none in progress).
+    frag: Vec<u8>,
+    frag_op: u8,
+}
+
+/// Header length and total frame length of the frame at the start of `b`, once its header is complete.
+fn frame_len(b: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    let Some(&b1) = b.get(1) else { return Ok(None) };
+    if b1 & 0x80 != 0 {
+        return Err("server frame is masked".into());
+    }
+    let (hdr, len) = match b1 & 0x7f {
+        126 => match b.get(2..4) {
+            Some(l) => (4, u64::from(u16::from_be_bytes([l[0], l[1]]))),
+            None => return Ok(None),
+        },
+        127 => match b.get(2..10).and_then(|l| <[u8; 8]>::try_from(l).ok()) {
+            Some(l) => (10, u64::from_be_bytes(l)),
+            None => return Ok(None),
+        },
+        n => (2, u64::from(n)),
+    };
+    match usize::try_from(len) {
+        Ok(len) if len <= MAX_MESSAGE => Ok(Some((hdr, hdr + len))),
+        _ => Err(format!(
+            "server frame of {len} bytes is over the {MAX_MESSAGE}-byte limit"
+        )),
+    }
+}
+
+impl Reader {
+    /// Parses `data`, the next bytes from the server, calling `f` for every complete event.
+    pub fn feed<F>(&mut self, mut data: &[u8], f: &mut F) -> Result<(), String>
+    where
+        F: FnMut(Event<'_>) -> Result<(), String>,
+    {
+        if !self.partial.is_empty() {
+            // Complete the cut frame a few bytes at a time (header first, then exactly its payload).
+            loop {
+                let need = match frame_len(&self.partial)? {
+                    Some((_, total)) => total,
+                    None if self.partial.len() < 2 => 2,
+                    None if self.partial[1] & 0x7f == 126 => 4,
+                    None => 10,
+                };
+                let take = (need - self.partial.len()).min(data.len());
+                self.partial.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.partial.len() < need {
+                    if data.is_empty() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if let Some((hdr, total)) = frame_len(&self.partial)?
+                    && total == self.partial.len()
+                {
+                    let frame = std::mem::take(&mut self.partial);
+                    self.frame(frame[0], &frame[hdr..], f)?;
+                    self.partial = frame;
+                    self.partial.clear();
+                    break;
+                }
+            }
+        }
+        while !data.is_empty() {
+            match frame_len(data)? {
+                Some((hdr, total)) if total <= data.len() => {
+                    self.frame(data[0], &data[hdr..total], f)?;
+                    data = &data[total..];
+                }
+                _ => {
+                    self.partial.extend_from_slice(data);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn frame<F>(&mut self, b0: u8, payload: &[u8], f: &mut F) -> Result<(), String>
+    where
+        F: FnMut(Event<'_>) -> Result<(), String>,
+    {
+        if b0 & 0x70 != 0 {
+            return Err("RSV bits set".into());
+        }
+        let fin = b0 & 0x80 != 0;
+        match b0 & 0x0f {
+            op @ (1 | 2) => {
+                if self.frag_op != 0 {
+                    return Err("new message inside a fragmented one".into());
+                }
+                if fin {
+                    return f(if op == 1 {
+                        Event::Text(payload)
+                    } else {
+                        Event::Binary(payload)
+                    });
+                }
+                self.frag_op = op;
+                self.frag.clear();
+                self.frag.extend_from_slice(payload);
+                Ok(())
+            }
+            0 => {
+                if self.frag_op == 0 {
+                    return Err("continuation frame without a message".into());
+                }
+                if self.frag.len() + payload.len() > MAX_MESSAGE {
+                    return Err("fragmented message over the limit".into());
+                }
+                self.frag.extend_from_slice(payload);
+                if !fin {
+                    return Ok(());
+                }
+                let op = std::mem::take(&mut self.frag_op);
+                let msg = std::mem::take(&mut self.frag);
+                let r = f(if op == 1 {
+                    Event::Text(&msg)
+                } else {
+                    Event::Binary(&msg)
+                });
+                self.frag = msg;
+                r
+            }
+            8 => f(Event::Close),
+            9 => f(Event::Ping(payload)),
+            10 => Ok(()),
+            op => Err(format!("unknown opcode {op:#x}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![b0];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= 0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn collect(parts: &[&[u8]]) -> Result<Vec<String>, String> {
+        let mut r = Reader::default();
+        let mut got = Vec::new();
+        for p in parts {
+            r.feed(p, &mut |e| {
+                got.push(match e {
+                    Event::Text(t) => format!("T{}", t.len()),
+                    Event::Binary(b) => format!("B{}", b.len()),
+                    Event::Ping(p) => format!("P{}", p.len()),
+                    Event::Close => "C".into(),
+                });
+                Ok(())
+            })?;
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn every_split_yields_the_same_events() {
+        let mut s = server_frame(0x81, &[b'a'; 20]);
+        s.extend(server_frame(0x89, b"hi"));
+        s.extend(server_frame(0x01, &[b'b'; 100]));
+        s.extend(server_frame(0x8a, b""));
+        s.extend(server_frame(0x80, &[b'c'; 200]));
+        s.extend(server_frame(0x82, &[0; 70_000]));
+        s.extend(server_frame(0x81, b""));
+        s.extend(server_frame(0x88, &[3, 232]));
+        let want = ["T20", "P2", "T300", "B70000", "T0", "C"];
+        assert_eq!(collect(&[&s]).expect("whole"), want);
+        for at in (0..s.len()).step_by(7).chain(s.len() - 20..s.len()) {
+            let (a, b) = s.split_at(at);
+            assert_eq!(collect(&[a, b]).expect("split"), want, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(collect(&bytes).expect("byte by byte"), want);
+    }
+
+    #[test]
+    fn protocol_errors() {
+        assert!(collect(&[&[0x81, 0x80, 0, 0, 0, 0]]).is_err(), "masked");
+        assert!(collect(&[&[0xc1, 0x00]]).is_err(), "rsv");
+        assert!(collect(&[&[0x80, 0x00]]).is_err(), "continuation first");
+        assert!(
+            collect(&[&[0x01, 0x00, 0x81, 0x00]]).is_err(),
+            "interleaved"
+        );
+        assert!(collect(&[&[0x83, 0x00]]).is_err(), "opcode");
+        let mut big = vec![0x82, 127];
+        big.extend_from_slice(&(MAX_MESSAGE as u64 + 1).to_be_bytes());
+        assert!(collect(&[&big]).is_err(), "too long");
+    }
+}
