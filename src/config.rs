@@ -26,6 +26,15 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 512;
 pub const DEFAULT_MAX_BACKPRESSURE: usize = 1 << 20;
 /// Most worker threads `CLUSTER_WORKERS` may ask for.
 pub const MAX_WORKERS: usize = 1024;
+/// Default `SHUTDOWN_TIMEOUT` in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u32 = 30;
+/// Default `UPGRADE_MAX_CONCURRENT`: connections accepted but not yet upgraded, process-wide.
+pub const DEFAULT_UPGRADE_MAX_CONCURRENT: usize = 1024;
+/// File descriptors `MAX_CONNECTIONS=auto` leaves free below `RLIMIT_NOFILE` for listeners,
+/// rings, eventfds, logs and the occasional file.
+pub const FD_MARGIN: usize = 64;
+/// Largest accepted `MAX_CONNECTIONS`.
+pub const MAX_MAX_CONNECTIONS: usize = 10_000_000;
 
 /// How many worker threads to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +62,60 @@ impl fmt::Display for Workers {
             Workers::Count(n) => write!(f, "{n}"),
         }
     }
+}
+
+/// The process-wide connection limit (`MAX_CONNECTIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxConnections {
+    /// The soft `RLIMIT_NOFILE` (after wsd raises it to the hard limit) minus [`FD_MARGIN`].
+    Auto,
+    /// Exactly this many.
+    Count(usize),
+}
+
+impl MaxConnections {
+    /// The limit this resolves to, given the open file limit wsd runs with.
+    pub fn resolve(self, nofile: u64) -> usize {
+        match self {
+            MaxConnections::Count(n) => n,
+            MaxConnections::Auto => {
+                let nofile = usize::try_from(nofile).unwrap_or(MAX_MAX_CONNECTIONS);
+                nofile
+                    .saturating_sub(FD_MARGIN)
+                    .clamp(1, MAX_MAX_CONNECTIONS)
+            }
+        }
+    }
+}
+
+impl fmt::Display for MaxConnections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxConnections::Auto => f.write_str("auto"),
+            MaxConnections::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What happens to a message larger than `MAX_PAYLOAD` (`PAYLOAD_LIMIT_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadLimitPolicy {
+    /// Close the connection with 1009 (message too big).
+    Close,
+    /// Discard the message as it streams in, answer an `ERROR` `RESOURCE_EXHAUSTED` envelope and
+    /// keep the connection open.
+    Send,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `pretty` on a terminal, `json` otherwise.
+    Auto,
+    /// One JSON object per line (for journald, Loki, Elasticsearch).
+    Json,
+    /// Human-readable lines.
+    Pretty,
 }
 
 /// What happens to a published message for a subscriber over its backpressure budget
@@ -202,6 +265,47 @@ pub struct Config {
     /// (compared in constant time). Unset: anyone who can reach the port may publish.
     #[arg(long, env = "PUBLISH_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
     pub publish_key: Option<Secret>,
+
+    /// Seconds a stopping wsd (SIGTERM/SIGINT) keeps delivering queued data and waiting for
+    /// clients to answer its 1001 close before it exits anyway. Default 30 s: within the grace
+    /// period of systemd (90 s) and Kubernetes (30 s) once the load balancer has moved traffic.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_shutdown_timeout)]
+    pub shutdown_timeout: u32,
+
+    /// Most open WebSocket and HTTP connections, process-wide; beyond it upgrades are answered
+    /// 503 with Retry-After. `auto`: the open file limit minus a margin of 64, so wsd refuses
+    /// cleanly instead of failing accept() with EMFILE.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = MaxConnections::Auto, value_parser = parse_max_connections)]
+    pub max_connections: MaxConnections,
+
+    /// Most connections from one IP address; 0 turns the limit off (the default: clients behind
+    /// one NAT or proxy share an address).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 0, value_parser = parse_per_ip)]
+    pub max_connections_per_ip: usize,
+
+    /// Most connections accepted but not yet upgraded, process-wide; beyond it new ones are
+    /// answered 503. Bounds what a flood of slow handshakes can hold. Default 1024.
+    #[arg(long, env = "UPGRADE_MAX_CONCURRENT", default_value_t = DEFAULT_UPGRADE_MAX_CONCURRENT, value_parser = parse_upgrade_max_concurrent)]
+    pub upgrade_max_concurrent: usize,
+
+    /// A message over MAX_PAYLOAD: `close` closes with 1009; `send` discards it as it streams in,
+    /// answers an ERROR RESOURCE_EXHAUSTED envelope and keeps the connection.
+    #[arg(
+        long,
+        env = "PAYLOAD_LIMIT_POLICY",
+        default_value = "close",
+        value_enum
+    )]
+    pub payload_limit_policy: PayloadLimitPolicy,
+
+    /// When set, `GET /metrics` requires `Authorization: Bearer <METRICS_KEY>`.
+    #[arg(long, env = "METRICS_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
+    pub metrics_key: Option<Secret>,
+
+    /// Log line format: `json` (one object per line), `pretty`, or `auto` (pretty on a terminal,
+    /// json otherwise).
+    #[arg(long, env = "LOG_FORMAT", default_value = "auto", value_enum)]
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -222,6 +326,13 @@ impl Default for Config {
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             backpressure_policy: BackpressurePolicy::DropNewest,
             publish_key: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_connections: MaxConnections::Auto,
+            max_connections_per_ip: 0,
+            upgrade_max_concurrent: DEFAULT_UPGRADE_MAX_CONCURRENT,
+            payload_limit_policy: PayloadLimitPolicy::Close,
+            metrics_key: None,
+            log_format: LogFormat::Auto,
         }
     }
 }
@@ -353,6 +464,44 @@ fn parse_max_backpressure(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_shutdown_timeout(s: &str) -> Result<u32, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if n <= 3_600 => Ok(n),
+        _ => Err("must be a number of seconds from 0 to 3600".to_owned()),
+    }
+}
+
+fn parse_max_connections(s: &str) -> Result<MaxConnections, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(MaxConnections::Auto);
+    }
+    match usize::from_str(s) {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(MaxConnections::Count(n)),
+        _ => Err(format!(
+            "must be `auto` or a number of connections from 1 to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
+fn parse_per_ip(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if n <= MAX_MAX_CONNECTIONS => Ok(n),
+        _ => Err(format!(
+            "must be a number of connections from 0 (off) to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
+fn parse_upgrade_max_concurrent(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of handshakes from 1 to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
 fn parse_max_payload(s: &str) -> Result<usize, String> {
     match usize::from_str(s.trim()) {
         Ok(n) if (1..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
@@ -403,6 +552,34 @@ mod tests {
     }
 
     #[test]
+    fn operations_knobs_parse() {
+        let c = parse(&[
+            "--shutdown-timeout",
+            "0",
+            "--max-connections",
+            "100",
+            "--max-connections-per-ip",
+            "3",
+            "--upgrade-max-concurrent",
+            "7",
+            "--payload-limit-policy",
+            "send",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(c.shutdown_timeout, 0);
+        assert_eq!(c.max_connections, MaxConnections::Count(100));
+        assert_eq!(c.max_connections_per_ip, 3);
+        assert_eq!(c.upgrade_max_concurrent, 7);
+        assert_eq!(c.payload_limit_policy, PayloadLimitPolicy::Send);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(MaxConnections::Auto.resolve(20_000), 20_000 - FD_MARGIN);
+        assert_eq!(MaxConnections::Auto.resolve(10), 1);
+        assert_eq!(MaxConnections::Count(5).resolve(20_000), 5);
+    }
+
+    #[test]
     fn secrets_never_print() {
         let c = parse(&["--publish-key", "hunter2"]).expect("valid key");
         assert_eq!(
@@ -437,6 +614,24 @@ mod tests {
             (&["--idle-timeout", "soon"][..], "IDLE_TIMEOUT"),
             (&["--idle-timeout=-1"][..], "IDLE_TIMEOUT"),
             (&["--send-pings", "maybe"][..], "SEND_PINGS"),
+            (&["--shutdown-timeout", "3601"][..], "SHUTDOWN_TIMEOUT"),
+            (&["--shutdown-timeout", "soon"][..], "SHUTDOWN_TIMEOUT"),
+            (&["--max-connections", "0"][..], "MAX_CONNECTIONS"),
+            (&["--max-connections", "lots"][..], "MAX_CONNECTIONS"),
+            (
+                &["--max-connections-per-ip=-1"][..],
+                "MAX_CONNECTIONS_PER_IP",
+            ),
+            (
+                &["--upgrade-max-concurrent", "0"][..],
+                "UPGRADE_MAX_CONCURRENT",
+            ),
+            (
+                &["--payload-limit-policy", "truncate"][..],
+                "PAYLOAD_LIMIT_POLICY",
+            ),
+            (&["--metrics-key", "a b"][..], "METRICS_KEY"),
+            (&["--log-format", "xml"][..], "LOG_FORMAT"),
         ] {
             let err = parse(args).expect_err("bad value must be refused");
             assert!(err.contains(env), "{args:?}: {err}");
