@@ -13,6 +13,7 @@
 //! - [`epoll`]: the epoll fallback backend, used when io_uring cannot be set up or `WSD_IO=epoll`.
 //! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
 //! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
+//! - [`stats`]: per-worker counters behind `/health` and `/metrics`.
 //! - [`config`]: every knob, from flags and environment, validated at start.
 
 pub mod app;
@@ -23,5 +24,6 @@ pub mod io;
 pub mod proto;
 pub mod pubsub;
 pub mod server;
+pub mod stats;
 pub mod uring;
 pub mod worker;

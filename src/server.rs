@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -26,40 +26,12 @@ use crate::pubsub::{PubSub, PubSubConfig};
 use crate::uring::{self, UringDriver, UringParams};
 use crate::worker::{Budget, Worker};
 
+pub use crate::stats::WorkerStats;
+
 /// Request headers larger than this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Listen backlog (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
-
-/// Counters one worker publishes for the rest of the process (relaxed atomics, written by the
-/// worker alone).
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    /// Connections open now (accepted and not yet released).
-    pub connections: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicUsize,
-    /// Receives re-armed after the buffer ring ran dry (io_uring).
-    pub recv_enobufs: AtomicU64,
-    /// Completion-queue overflows recovered from (io_uring).
-    pub cq_overflows: AtomicU64,
-    /// Pub/sub: topics with at least one subscriber on this worker.
-    pub topics: AtomicUsize,
-    /// Pub/sub: subscriptions held by this worker's connections.
-    pub subscriptions: AtomicUsize,
-    /// Pub/sub: PUBLISH requests accepted on this worker.
-    pub published: AtomicU64,
-    /// Pub/sub: messages queued to this worker's subscribers.
-    pub delivered: AtomicU64,
-    /// Backpressure: new messages dropped for a subscriber over its budget (`drop-newest`).
-    pub dropped_newest: AtomicU64,
-    /// Backpressure: queued messages dropped to make room (`drop-oldest`).
-    pub dropped_oldest: AtomicU64,
-    /// Backpressure: connections closed with 1013 (`close`).
-    pub closed_backpressure: AtomicU64,
-    /// Connections closed with 1001 after IDLE_TIMEOUT of silence.
-    pub idle_closes: AtomicU64,
-}
 
 /// State shared by all workers of one server.
 #[derive(Debug)]
