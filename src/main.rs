@@ -1,4 +1,4 @@
-//! The `wsd` daemon: read the configuration, start the workers, stop cleanly on SIGTERM/SIGINT.
+//! The `wsd` daemon: read the configuration (flags, environment, `--config` file), start the workers, stop cleanly on SIGTERM/SIGINT.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -13,13 +13,16 @@ use wsd::server::Server;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = Config::from_args();
+    let (config, warnings) = Config::from_args();
     let filter = tracing_subscriber::EnvFilter::new(format!("wsd={}", config.log_level.as_str()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
 
     match wsd::server::raise_nofile_limit() {
         Ok(limit) => info!(limit, "open file limit"),

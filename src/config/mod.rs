@@ -1,13 +1,27 @@
-//! Every knob of wsd, read from flags and the environment and checked before anything starts.
+//! Every knob of wsd, read from flags, the environment and a TOML file, and checked before
+//! anything starts.
 //!
-//! Flags override the environment. A bad value stops wsd with exit status 2 and one line that
-//! names the variable, e.g. `wsd: invalid PORT (--port) '70000': must be a number from 0 to 65535`.
+//! Flags override the environment, the environment overrides the file (`--config`, `WSD_CONFIG`),
+//! the file overrides the defaults. A bad value stops wsd with exit status 2 and one line that
+//! names the variable, e.g. `wsd: invalid PORT (--port) '70000': must be a number from 0 to 65535`,
+//! or the file and key, e.g. `wsd: wsd.toml: invalid port '70000': must be a number from 0 to 65535`.
+//!
+//! - [`file`]: reading the TOML file into the arguments' defaults, through the same value parsers.
+//! - [`print`]: `--print-config`, the effective configuration as a TOML file.
 
+pub mod file;
+pub mod print;
+
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{CommandFactory, Parser, error::ContextKind, error::ContextValue, error::ErrorKind};
+use clap::{
+    Arg, ArgAction, CommandFactory, FromArgMatches, Parser, error::ContextKind,
+    error::ContextValue, error::ErrorKind,
+};
 
 use crate::app::AppKind;
 use crate::io::IoMode;
@@ -130,6 +144,10 @@ pub enum BackpressurePolicy {
     Close,
 }
 
+/// What `Debug` and `--print-config` show instead of a secret; refused as a secret's value, so a
+/// printed configuration read back cannot set a key to it.
+pub const REDACTED: &str = "***";
+
 /// A secret setting (a key or token): usable, never printed (`Debug` shows `***`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -143,7 +161,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+        f.write_str(REDACTED)
     }
 }
 
@@ -152,6 +170,11 @@ impl FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.chars().any(|c| c.is_control() || c == ' ') {
             return Err("must be a non-empty token without spaces or control characters".into());
+        }
+        if s == REDACTED {
+            return Err(format!(
+                "must not be \"{REDACTED}\", the placeholder --print-config shows for a secret"
+            ));
         }
         Ok(Secret(s.to_owned()))
     }
@@ -338,20 +361,106 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses flags and environment; prints help or version and exits 0, or prints one line
-    /// naming the bad variable and exits 2.
-    pub fn from_args() -> Config {
-        match Config::try_parse() {
-            Ok(config) => config,
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+    /// Parses flags, environment and the configuration file; prints help, version or
+    /// (`--print-config`) the effective configuration and exits 0, or prints one line naming the
+    /// bad variable or file key and exits 2. Also returns warnings to log once logging is set up.
+    pub fn from_args() -> (Config, Vec<String>) {
+        match Config::load(std::env::args_os().collect()) {
+            Ok(Loaded {
+                config,
+                print: true,
+                ..
+            }) => {
+                print!("{}", config.to_toml());
+                std::process::exit(0);
+            }
+            Ok(Loaded {
+                config, warnings, ..
+            }) => (config, warnings),
+            Err(LoadError::Clap(e))
+                if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+            {
                 e.exit()
             }
             Err(e) => {
-                eprintln!("wsd: {}", one_line(&e));
+                eprintln!("wsd: {e}");
                 std::process::exit(2);
             }
         }
     }
+
+    /// Parses `args` (program name first), the environment and the file that `--config` or
+    /// `WSD_CONFIG` names: flags override the environment, which overrides the file, which
+    /// overrides the defaults.
+    pub fn load(args: Vec<OsString>) -> Result<Loaded, LoadError> {
+        let mut cmd = command();
+        let mut warnings = Vec::new();
+        if let Some(path) = file::path_from(&args) {
+            cmd = file::apply(cmd, &path, &mut warnings).map_err(LoadError::File)?;
+        }
+        let matches = cmd.try_get_matches_from(args).map_err(LoadError::Clap)?;
+        let print = matches.get_flag(file::PRINT_ARG);
+        let config = Config::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+        Ok(Loaded {
+            config,
+            warnings,
+            print,
+        })
+    }
+}
+
+/// The result of [`Config::load`].
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// Warnings about the configuration file (e.g. a secret in a world-readable file).
+    pub warnings: Vec<String>,
+    /// `--print-config` was given.
+    pub print: bool,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A flag or environment variable (or `--help`/`--version`, which are not errors).
+    Clap(clap::Error),
+    /// The configuration file: one line naming it and, for a bad entry, the key.
+    File(String),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Clap(e) => f.write_str(&one_line(e)),
+            LoadError::File(line) => f.write_str(line),
+        }
+    }
+}
+
+/// The command line: every knob of [`Config`], plus `--config` and `--print-config`.
+fn command() -> clap::Command {
+    Config::command()
+        .arg(
+            Arg::new(file::CONFIG_ARG)
+                .long("config")
+                .env("WSD_CONFIG")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(
+                    "TOML file with any of the settings below, keyed by the environment variable \
+                     in lower case (port = 3000); the environment and flags override it",
+                ),
+        )
+        .arg(
+            Arg::new(file::PRINT_ARG)
+                .long("print-config")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Print the effective configuration as a file --config accepts (secrets shown \
+                     as \"***\") and exit",
+                ),
+        )
 }
 
 /// Renders a clap error as one line, naming the environment variable behind the flag.
@@ -374,29 +483,39 @@ fn one_line(e: &clap::Error) -> String {
         .get_arguments()
         .find(|a| a.get_long() == Some(long.as_str()))
         .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
-    let reason = e.render().to_string();
-    let reason = reason
+    match (env, e.kind()) {
+        (Some(env), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
+            format!("invalid {env} (--{long}) '{value}': {}", why(e))
+        }
+        _ => first_line(e),
+    }
+}
+
+/// The first line of a rendered clap error, without its `error: ` prefix.
+fn first_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    rendered
         .lines()
         .next()
         .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
-    match (env, e.kind()) {
-        (Some(env), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
-            let why = reason
-                .rsplit_once("': ")
-                .map(|(_, why)| why)
-                .unwrap_or(reason);
-            let why = if why.starts_with("invalid value") || why.is_empty() {
-                match e.get(ContextKind::ValidValue) {
-                    Some(ContextValue::Strings(v)) => format!("must be one of {}", v.join(", ")),
-                    _ => "invalid value".to_owned(),
-                }
-            } else {
-                why.to_owned()
-            };
-            format!("invalid {env} (--{long}) '{value}': {why}")
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// Why a value was refused: the value parser's own message (`must be ...`), or the list of valid
+/// values for an enumeration.
+fn why(e: &clap::Error) -> String {
+    let line = first_line(e);
+    let why = line
+        .rsplit_once("': ")
+        .map_or(line.as_str(), |(_, why)| why);
+    if why.starts_with("invalid value") || why.is_empty() {
+        match e.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(v)) => format!("must be one of {}", v.join(", ")),
+            _ => "invalid value".to_owned(),
         }
-        _ => reason.to_owned(),
+    } else {
+        why.to_owned()
     }
 }
 
