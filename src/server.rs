@@ -17,10 +17,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::app::{AppKind, echo::Echo};
-use crate::config::Config;
+use crate::config::{Config, PayloadLimitPolicy};
 use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
-use crate::proto::Limits;
+use crate::proto::{Limits, Oversized};
 use crate::pubsub::relay::Relay;
 use crate::pubsub::{PubSub, PubSubConfig};
 use crate::uring::{self, UringDriver, UringParams};
@@ -198,6 +198,10 @@ impl Server {
         });
         let limits = Arc::new(Limits {
             max_payload: config.max_payload,
+            oversized: match config.payload_limit_policy {
+                PayloadLimitPolicy::Close => Oversized::Fail,
+                PayloadLimitPolicy::Send => Oversized::Discard,
+            },
             ws_path: config.ws_path.clone(),
             max_header_bytes: MAX_HEADER_BYTES,
         });

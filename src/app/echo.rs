@@ -4,7 +4,9 @@ use super::{App, ConnId, Outbox};
 use crate::proto::connection::AppClose;
 use crate::proto::frame::Message;
 
-/// Sends each message back as it came; what Autobahn and the load tests run against.
+/// Sends each message back as it came; what Autobahn and the load tests run against. A message
+/// discarded for its size (`PAYLOAD_LIMIT_POLICY=send`) gets no answer: there is nothing to echo,
+/// and echo has no envelope to report it in.
 #[derive(Debug, Default)]
 pub struct Echo;
 

@@ -79,6 +79,18 @@ pub trait App {
         msg: Message<'_>,
         out: &mut Outbox<'_>,
     ) -> Result<(), AppClose>;
+    /// A message over `MAX_PAYLOAD` is being discarded (`PAYLOAD_LIMIT_POLICY=send`) and the
+    /// connection stays open; called once per such message. Returning an error closes the
+    /// connection with that code. By default nothing is sent.
+    fn on_oversized(
+        &mut self,
+        conn: ConnId,
+        kind: MessageKind,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), AppClose> {
+        let _ = (conn, kind, out);
+        Ok(())
+    }
     /// The connection is gone (closed by either side or failed); nothing more will be delivered.
     fn on_close(&mut self, conn: ConnId) {
         let _ = conn;

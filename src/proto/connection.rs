@@ -10,15 +10,18 @@
 use std::mem;
 
 use super::close::{CloseCode, write_close};
-use super::decoder::{Decoder, Event, Next};
-use super::frame::{Message, Opcode, write_frame};
+use super::decoder::{Decoder, Event, Next, Oversized};
+use super::frame::{Message, MessageKind, Opcode, write_frame};
 use super::handshake::{self, HttpRequest, Outcome};
 
 /// Per-server limits, shared by all connections (passed in on every call, not stored per connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest message accepted, all fragments together; larger is closed with 1009.
+    /// The largest message accepted, all fragments together; larger is closed with 1009 or
+    /// discarded, as `oversized` says.
     pub max_payload: usize,
+    /// What happens to a message over `max_payload` (`PAYLOAD_LIMIT_POLICY`).
+    pub oversized: Oversized,
     /// The request path that is upgraded to WebSocket; other paths go to [`Handler::http_request`].
     pub ws_path: String,
     /// The largest request head accepted; larger is answered with 431.
@@ -44,6 +47,13 @@ pub trait Handler {
     /// A complete message (text already UTF-8-validated). Append reply frames to `out` with
     /// [`write_frame`].
     fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose>;
+
+    /// A message over the size limit is being discarded ([`Oversized::Discard`]); the connection
+    /// stays open. Called once per such message, when its size first passes the limit.
+    fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        let _ = (kind, out);
+        Ok(())
+    }
 
     /// A request that is not on the WebSocket path: append one complete HTTP response to `out`.
     /// The connection is closed after it is flushed.
@@ -221,17 +231,20 @@ fn feed<H: Handler>(
     } else {
         Status::Open
     };
-    let _ = decoder.feed(input, limits.max_payload, |event| {
+    let _ = decoder.feed(input, limits.max_payload, limits.oversized, |event| {
         let closing = status == Status::Closing;
-        match event {
-            Event::Message(msg) => match handler.message(msg, out) {
+        let answer =
+            |result: Result<(), AppClose>, out: &mut Vec<u8>, status: &mut Status| match result {
                 Ok(()) => Next::Continue,
                 Err(app) => {
                     write_close(out, Some(app.code), app.reason);
-                    status = Status::Closing;
+                    *status = Status::Closing;
                     Next::Closing
                 }
-            },
+            };
+        match event {
+            Event::Message(msg) => answer(handler.message(msg, out), out, &mut status),
+            Event::Oversized(kind) => answer(handler.oversized(kind, out), out, &mut status),
             Event::Ping(payload) => {
                 if !closing {
                     write_frame(out, Opcode::Pong, payload);

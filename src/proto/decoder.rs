@@ -14,7 +14,10 @@
 //! - Text is validated as it arrives, so invalid UTF-8 is reported at the first impossible byte, even
 //!   in the middle of a frame whose rest has not arrived yet.
 //! - The message size limit is judged from the declared lengths in the headers, before anything is
-//!   buffered.
+//!   buffered. Past it, the message is either an error (close 1009) or, with
+//!   [`Oversized::Discard`], reported once as [`Event::Oversized`] and skipped as it streams in:
+//!   the rest of its frames (continuations up to FIN) are neither unmasked, validated nor kept,
+//!   control frames between them are still reported, and the next message is decoded as usual.
 //!
 //! After a protocol error the decoder stays in step with the stream: the rest of the offending frame
 //! is skipped, and parsing goes on in *closing* mode, where data frames are discarded unread but
@@ -37,6 +40,15 @@ pub const RETAIN_CAPACITY: usize = 64 * 1024;
 /// arrive, so that a header alone cannot make the server allocate `max_payload` bytes.
 const PREALLOC_CAP: usize = 1024 * 1024;
 
+/// What to do with a data message larger than the size limit (`PAYLOAD_LIMIT_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversized {
+    /// Report [`ProtocolError::TooBig`] (the connection closes with 1009).
+    Fail,
+    /// Report [`Event::Oversized`] once and skip the message; the connection goes on.
+    Discard,
+}
+
 /// What the decoder found in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -48,6 +60,9 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// The peer's close frame, validated.
     Close(PeerClose<'a>),
+    /// A data message crossed the size limit and is being discarded ([`Oversized::Discard`]).
+    /// Reported once, when the header that crosses the limit arrives.
+    Oversized(MessageKind),
     /// The peer broke the protocol. Unless the answer is [`Next::Stop`], the decoder goes on in
     /// closing mode.
     Error(ProtocolError),
@@ -79,7 +94,8 @@ enum Phase {
     Pong,
     /// The payload of a close frame.
     Close,
-    /// A payload to skip: a data frame in closing mode, or the rest of a frame that was in error.
+    /// A payload to skip: a data frame in closing mode or of a discarded message, or the rest of a
+    /// frame that was in error.
     Skip,
     /// A header had an impossible length, so frame boundaries are lost for good.
     Lost,
@@ -94,6 +110,8 @@ enum Mode {
     Text,
     /// A fragmented binary message is in progress.
     Binary,
+    /// An oversized message is being discarded: its continuation frames are skipped up to FIN.
+    Discard,
     /// The server sent a close: data frames are discarded, so no message is ever in progress.
     Closing,
 }
@@ -103,7 +121,7 @@ impl Mode {
         match self {
             Self::Text => Some(MessageKind::Text),
             Self::Binary => Some(MessageKind::Binary),
-            Self::Idle | Self::Closing => None,
+            Self::Idle | Self::Discard | Self::Closing => None,
         }
     }
 }
@@ -184,6 +202,7 @@ impl Decoder {
         &mut self,
         input: &mut [u8],
         max_payload: usize,
+        oversized: Oversized,
         mut on_event: F,
     ) -> ControlFlow<()>
     where
@@ -207,8 +226,10 @@ impl Decoder {
                     Ok(None) => return ControlFlow::Continue(()),
                     Ok(Some((header, used))) => {
                         pos += used;
-                        if let Err(e) = self.begin_frame(&header, max_payload) {
-                            self.fail(e, &mut on_event)?;
+                        match self.begin_frame(&header, max_payload, oversized) {
+                            Ok(None) => {}
+                            Ok(Some(kind)) => self.answer(on_event(Event::Oversized(kind)))?,
+                            Err(e) => self.fail(e, &mut on_event)?,
                         }
                     }
                     Err(e) => {
@@ -295,8 +316,14 @@ impl Decoder {
     }
 
     /// Validates a header against the connection's state and sets up its payload. On error the
-    /// payload is set up to be skipped.
-    fn begin_frame(&mut self, h: &FrameHeader, max_payload: usize) -> Result<(), ProtocolError> {
+    /// payload is set up to be skipped. `Ok(Some(kind))`: the frame makes its message oversized
+    /// and, under [`Oversized::Discard`], the message is now being skipped.
+    fn begin_frame(
+        &mut self,
+        h: &FrameHeader,
+        max_payload: usize,
+        oversized: Oversized,
+    ) -> Result<Option<MessageKind>, ProtocolError> {
         self.remaining = h.payload_len;
         self.key = h.mask.unwrap_or_default();
         self.phase = Phase::Skip;
@@ -324,11 +351,21 @@ impl Decoder {
                 Opcode::Pong => Phase::Pong,
                 _ => Phase::Close,
             };
-            return Ok(());
+            return Ok(None);
         }
         if self.mode == Mode::Closing {
             // Discarded unread, whatever its place in a message.
-            return Ok(());
+            return Ok(None);
+        }
+        if self.mode == Mode::Discard {
+            // The rest of an oversized message: skipped unread up to its final frame.
+            if opcode != Opcode::Continuation {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            if h.fin {
+                self.mode = Mode::Idle;
+            }
+            return Ok(None);
         }
         let (kind, so_far) = match (opcode, self.mode.message()) {
             (Opcode::Continuation, Some(kind)) => (kind, self.buf.len()),
@@ -341,8 +378,15 @@ impl Decoder {
             .ok()
             .and_then(|n| n.checked_add(h.payload_len));
         if total.is_none_or(|t| t > max_payload as u64) {
-            // The partial message is dropped by the switch to closing mode.
-            return Err(ProtocolError::TooBig);
+            if oversized == Oversized::Fail {
+                // The partial message is dropped by the switch to closing mode.
+                return Err(ProtocolError::TooBig);
+            }
+            // Drop what was kept of the message and skip the rest as it arrives.
+            self.mode = if h.fin { Mode::Idle } else { Mode::Discard };
+            self.utf8.reset();
+            self.release();
+            return Ok(Some(kind));
         }
         if self.mode == Mode::Idle {
             self.mode = match kind {
@@ -352,7 +396,7 @@ impl Decoder {
             self.utf8.reset();
         }
         self.phase = if h.fin { Phase::LastData } else { Phase::Data };
-        Ok(())
+        Ok(None)
     }
 
     /// Handles the next unmasked `chunk` of a data frame's payload; `whole`: the frame ends with it.

@@ -17,5 +17,6 @@ pub mod utf8;
 
 pub use close::CloseCode;
 pub use connection::{Connection, Handler, Limits, Status};
+pub use decoder::Oversized;
 pub use frame::{Message, MessageKind, Opcode};
 pub use handshake::HttpRequest;

@@ -342,6 +342,20 @@ impl App for PubSub {
         Ok(())
     }
 
+    fn on_oversized(
+        &mut self,
+        _conn: ConnId,
+        _kind: MessageKind,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), AppClose> {
+        let message = format!(
+            "message discarded: larger than MAX_PAYLOAD ({} bytes)",
+            self.config.max_payload
+        );
+        reply_error(out.frames(), ErrorCode::ResourceExhausted, &message, None);
+        Ok(())
+    }
+
     fn on_close(&mut self, conn: ConnId) {
         let mut lost = Vec::new();
         self.topics

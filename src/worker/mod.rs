@@ -24,7 +24,9 @@ use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
 use crate::config::BackpressurePolicy;
 use crate::io::{Driver, Event, Token};
 use crate::proto::connection::AppClose;
-use crate::proto::{CloseCode, Connection, Handler, HttpRequest, Limits, Message, Status};
+use crate::proto::{
+    CloseCode, Connection, Handler, HttpRequest, Limits, Message, MessageKind, Status,
+};
 use crate::server::Shared;
 use deadlines::Deadlines;
 use outqueue::OutQueue;
@@ -275,6 +277,7 @@ impl<A: App> State<A> {
             app: &mut self.app,
             token,
             shared: &self.shared,
+            stats: &self.shared.workers[self.id],
         };
         let status = conn
             .proto
@@ -543,6 +546,7 @@ struct Bridge<'a, A> {
     app: &'a mut A,
     token: Token,
     shared: &'a Shared,
+    stats: &'a crate::stats::WorkerStats,
 }
 
 impl<A: App> Handler for Bridge<'_, A> {
@@ -552,6 +556,12 @@ impl<A: App> Handler for Bridge<'_, A> {
 
     fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose> {
         self.app.on_message(self.token, msg, &mut Outbox::new(out))
+    }
+
+    fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        crate::stats::bump(&self.stats.oversized_discarded);
+        self.app
+            .on_oversized(self.token, kind, &mut Outbox::new(out))
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {

@@ -60,6 +60,7 @@ impl Handler for Recorder {
 fn limits() -> Limits {
     Limits {
         max_payload: 1 << 20,
+        oversized: crate::proto::Oversized::Fail,
         ws_path: "/ws".into(),
         max_header_bytes: 8192,
     }

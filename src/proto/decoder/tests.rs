@@ -12,16 +12,23 @@ enum Ev {
     Pong(Vec<u8>),
     Close(Option<CloseCode>, String),
     Error(ProtocolError),
+    Oversized(MessageKind),
 }
 
 /// Feeds `chunks` one by one, answering errors with `Closing` and closes with `Stop`.
 fn run(d: &mut Decoder, chunks: &[&[u8]], max: usize) -> Vec<Ev> {
+    run_with(d, chunks, max, Oversized::Fail)
+}
+
+/// [`run`] with a policy for oversized messages.
+fn run_with(d: &mut Decoder, chunks: &[&[u8]], max: usize, policy: Oversized) -> Vec<Ev> {
     let mut evs = Vec::new();
     for c in chunks {
         let mut c = c.to_vec();
-        let flow = d.feed(&mut c, max, |e| {
+        let flow = d.feed(&mut c, max, policy, |e| {
             let (ev, next) = match e {
                 Event::Message(m) => (Ev::Msg(m.kind, m.data.to_vec()), Next::Continue),
+                Event::Oversized(kind) => (Ev::Oversized(kind), Next::Continue),
                 Event::Ping(p) => (Ev::Ping(p.to_vec()), Next::Continue),
                 Event::Pong(p) => (Ev::Pong(p.to_vec()), Next::Continue),
                 Event::Close(c) => (Ev::Close(c.code, c.reason.into()), Next::Stop),
@@ -47,7 +54,7 @@ fn complete_frame_is_handed_over_in_place() {
     let range = input.as_ptr_range();
     let mut d = Decoder::new();
     let mut seen = 0;
-    let _ = d.feed(&mut input, 1 << 20, |e| {
+    let _ = d.feed(&mut input, 1 << 20, Oversized::Fail, |e| {
         if let Event::Message(m) = e {
             assert_eq!(m.data, b"zero copy please");
             assert!(range.contains(&m.data.as_ptr()), "not a slice of the input");
@@ -249,3 +256,5 @@ fn length_overflow_loses_the_stream() {
 fn size() {
     assert_eq!(std::mem::size_of::<Decoder>(), 56);
 }
+
+mod discard;
