@@ -14,7 +14,7 @@
 //! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
 //! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
 //! - [`stats`]: per-worker counters behind `/health` and `/metrics`.
-//! - [`config`]: every knob, from flags and environment, validated at start.
+//! - [`config`]: every knob, from flags, environment and a TOML file, validated at start.
 
 pub mod app;
 pub mod config;
