@@ -233,8 +233,8 @@ pub struct Config {
     #[arg(long, env = "WS_PATH", default_value = "/ws", value_parser = parse_ws_path)]
     pub ws_path: String,
 
-    /// Largest message a client may send, in bytes (all fragments together); larger ones are
-    /// closed with 1009. Default 1 MiB: generous for chat and dashboards, small enough that a
+    /// Largest message a client may send, in bytes (all fragments together); what happens to
+    /// larger ones is PAYLOAD_LIMIT_POLICY's choice. Default 1 MiB: generous for chat and dashboards, small enough that a
     /// hostile client cannot make the server buffer much.
     #[arg(long, env = "MAX_PAYLOAD", default_value_t = DEFAULT_MAX_PAYLOAD, value_parser = parse_max_payload)]
     pub max_payload: usize,

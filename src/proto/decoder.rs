@@ -195,7 +195,8 @@ impl Decoder {
         self.buf = Vec::new();
     }
 
-    /// Decodes `input`, unmasking it in place, and reports what it holds to `on_event`.
+    /// Decodes `input`, unmasking it in place, and reports what it holds to `on_event`. A data
+    /// message over `max_payload` bytes (all fragments together) is handled as `oversized` says.
     ///
     /// Returns `Break` when `on_event` answered [`Next::Stop`]; the rest of the input is then ignored.
     pub fn feed<F>(
