@@ -48,6 +48,13 @@ pub trait Handler {
     /// A request that is not on the WebSocket path: append one complete HTTP response to `out`.
     /// The connection is closed after it is flushed.
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>);
+
+    /// The close handshake began while decoding: `code` is the first close code sent or received
+    /// (1005 for a peer close without one). Called at most once per connection, and not for closes
+    /// started with [`Connection::close`], whose caller knows the code.
+    fn close_started(&mut self, code: CloseCode) {
+        let _ = code;
+    }
 }
 
 /// What the driver must do with the socket after a call.
@@ -227,6 +234,7 @@ fn feed<H: Handler>(
             Event::Message(msg) => match handler.message(msg, out) {
                 Ok(()) => Next::Continue,
                 Err(app) => {
+                    handler.close_started(app.code);
                     write_close(out, Some(app.code), app.reason);
                     status = Status::Closing;
                     Next::Closing
@@ -241,6 +249,7 @@ fn feed<H: Handler>(
             Event::Pong(_) => Next::Continue,
             Event::Close(peer) => {
                 if !closing {
+                    handler.close_started(peer.code.unwrap_or(CloseCode::NO_STATUS));
                     write_close(out, peer.code, "");
                 }
                 status = Status::Done;
@@ -251,11 +260,13 @@ fn feed<H: Handler>(
                 Next::Stop
             }
             Event::Error(e) if e.is_in_peer_close() => {
+                handler.close_started(e.close_code());
                 write_close(out, Some(e.close_code()), e.reason());
                 status = Status::Done;
                 Next::Stop
             }
             Event::Error(e) => {
+                handler.close_started(e.close_code());
                 write_close(out, Some(e.close_code()), e.reason());
                 status = Status::Closing;
                 Next::Closing
