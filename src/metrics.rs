@@ -237,50 +237,40 @@ impl Exporter {
         Ok(())
     }
 
-    /// A counter family labelled by `worker` and `key`: one sample per worker and value.
+    /// A counter family labelled by `worker` and `key`: one sample per worker and label value,
+    /// `read(worker, i)` giving the count for `values[i]`.
     fn labelled(
         &self,
         encoder: &mut DescriptorEncoder<'_>,
         name: &str,
         help: &str,
         key: &'static str,
-        values: &[(String, fn(&WorkerStats) -> &AtomicU64)],
+        values: &[String],
+        read: fn(&WorkerStats, usize) -> u64,
     ) -> fmt::Result {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (id, w) in self.0.workers.iter().enumerate() {
-            for (value, read) in values {
+            for (i, value) in values.iter().enumerate() {
                 let labels = [("worker", id.to_string()), (key, value.clone())];
-                ConstCounter::new(load(read(w))).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(read(w, i)).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())
     }
+}
 
-    /// A counter family labelled by `worker` and `key`, read from an array of counters whose
-    /// last slot counts everything else (`other`).
-    fn by_slot<const N: usize>(
-        &self,
-        encoder: &mut DescriptorEncoder<'_>,
-        name: &str,
-        help: &str,
-        key: &'static str,
-        slots: &[u16; N],
-        read: fn(&WorkerStats) -> &[AtomicU64; N],
-    ) -> fmt::Result {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (id, w) in self.0.workers.iter().enumerate() {
-            for (i, counter) in read(w).iter().enumerate() {
-                let value = if i + 1 == N {
-                    "other".to_owned()
-                } else {
-                    slots[i].to_string()
-                };
-                let labels = [("worker", id.to_string()), (key, value)];
-                ConstCounter::new(load(counter)).encode(family.encode_family(&labels)?)?;
+/// Label values for counters indexed like `slots`, whose last slot counts everything else.
+fn slot_labels(slots: &[u16]) -> Vec<String> {
+    let last = slots.len().saturating_sub(1);
+    (0..slots.len())
+        .map(|i| {
+            if i == last {
+                "other".to_owned()
+            } else {
+                slots[i].to_string()
             }
-        }
-        Ok(())
-    }
+        })
+        .collect()
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -303,16 +293,9 @@ impl Collector for Exporter {
         for m in &TRAFFIC[..2] {
             self.per_worker(&mut encoder, m)?;
         }
-        let reasons: Vec<(String, fn(&WorkerStats) -> &AtomicU64)> = RejectReason::ALL
+        let reasons: Vec<String> = RejectReason::ALL
             .iter()
-            .map(|&r| {
-                let read: fn(&WorkerStats) -> &AtomicU64 = match r {
-                    RejectReason::MaxConnections => |w| &w.rejected[0],
-                    RejectReason::PerIp => |w| &w.rejected[1],
-                    RejectReason::UpgradeConcurrent => |w| &w.rejected[2],
-                };
-                (r.as_str().to_owned(), read)
-            })
+            .map(|r| r.as_str().to_owned())
             .collect();
         self.labelled(
             &mut encoder,
@@ -320,26 +303,27 @@ impl Collector for Exporter {
             "Connections refused with 503 before any state was allocated, by limit.",
             "reason",
             &reasons,
+            |w, i| load(&w.rejected[i]),
         )?;
-        self.by_slot(
+        self.labelled(
             &mut encoder,
             "handshake_failures",
             "Upgrades and plain requests answered with an error status (408: handshake timed out).",
             "status",
-            &HANDSHAKE_STATUSES,
-            |w| &w.handshake_failures,
+            &slot_labels(&HANDSHAKE_STATUSES),
+            |w, i| load(&w.handshake_failures[i]),
         )?;
         for m in &TRAFFIC[2..6] {
             self.per_worker(&mut encoder, m)?;
         }
-        self.by_slot(
+        self.labelled(
             &mut encoder,
             "closes",
             "WebSocket connections closed, by the first close code sent or received \
              (1005: peer close without code; 1006: ended without a close frame).",
             "code",
-            &CLOSE_CODES,
-            |w| &w.closes,
+            &slot_labels(&CLOSE_CODES),
+            |w, i| load(&w.closes[i]),
         )?;
         for m in &LOOP[..10] {
             self.per_worker(&mut encoder, m)?;
@@ -349,10 +333,11 @@ impl Collector for Exporter {
             "dropped_messages",
             "Pub/sub messages dropped for subscribers over MAX_BACKPRESSURE, by which one went.",
             "reason",
-            &[
-                ("drop-newest".to_owned(), |w| &w.dropped_newest),
-                ("drop-oldest".to_owned(), |w| &w.dropped_oldest),
-            ],
+            &["drop-newest".to_owned(), "drop-oldest".to_owned()],
+            |w, i| match i {
+                0 => load(&w.dropped_newest),
+                _ => load(&w.dropped_oldest),
+            },
         )?;
         self.per_worker(&mut encoder, &LOOP[10])
     }
