@@ -493,3 +493,54 @@ fn metrics_key_is_required_when_set() {
         });
     }
 }
+
+/// The value of the sample line `series` (name and labels as written) in an exposition.
+fn sample_value(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn queued_bytes_follow_a_stuck_subscriber() {
+    const BUDGET: usize = 1 << 20;
+    for backend in backends() {
+        off_thread(move || {
+            let ctx = format!("[{backend}]");
+            let server = start(backend, |c| {
+                c.app = AppKind::Pubsub;
+                c.max_payload = 4 << 20;
+                c.max_backpressure = BUDGET;
+            });
+            let addr = server.local_addr();
+            let mut stuck = PsClient::connect_small_rcvbuf(addr, format!("{ctx} stuck"), 4096);
+            stuck.subscribe("flood");
+            let item = format!(r#"{{"topic":"flood","data":"{}"}}"#, "x".repeat(4000));
+            let body = format!("[{}]", vec![item; 300].join(","));
+            let series = r#"wsd_queued_bytes{worker="0"}"#;
+            // Publish until the kernel's buffers are full and the server holds a backlog (each
+            // POST queues about the budget, 1 MiB; loopback buffers take a few MiB).
+            let mut queued = 0;
+            for _ in 0..40 {
+                let resp = http_request(addr, "POST", "/publish", &[], body.as_bytes());
+                assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+                let text = scrape(addr);
+                queued = sample_value(&text, series).expect("queued bytes sample");
+                if queued > 0 {
+                    break;
+                }
+            }
+            assert!(
+                queued > 0 && queued <= (BUDGET + 8192) as u64,
+                "{ctx}: a stuck subscriber holds up to the budget plus one message: {queued}"
+            );
+            drop(stuck);
+            let drained = poll(Duration::from_secs(20), || {
+                (sample_value(&scrape(addr), series) == Some(0)).then_some(())
+            });
+            assert!(
+                drained.is_some(),
+                "{ctx}: queued bytes stay after the close"
+            );
+        });
+    }
+}
