@@ -15,12 +15,18 @@
 //! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
 //! - [`stats`]: per-worker counters behind `/health` and `/metrics`.
 //! - [`config`]: every knob, from flags, environment and a TOML file, validated at start.
+//! - [`metrics`]: `GET /metrics`, the counters in the Prometheus (OpenMetrics) text format.
+//! - [`auth`]: the bearer-key check of `POST /publish` and `GET /metrics`.
+//! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod envelope;
 pub mod epoll;
 pub mod io;
+pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod pubsub;
 pub mod server;

@@ -1,6 +1,5 @@
 //! The `wsd` daemon: read the configuration (flags, environment, `--config` file), start the workers, stop cleanly on SIGTERM/SIGINT.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -14,12 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let (config, warnings) = Config::from_args();
-    let filter = tracing_subscriber::EnvFilter::new(format!("wsd={}", config.log_level.as_str()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    wsd::logging::init(config.log_format, config.log_level);
     for warning in warnings {
         tracing::warn!("{warning}");
     }

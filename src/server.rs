@@ -42,6 +42,8 @@ pub struct Shared {
     pub workers: Vec<WorkerStats>,
     /// Set once to ask every worker to stop.
     pub stopping: AtomicBool,
+    /// The bearer key `GET /metrics` requires, if any (`METRICS_KEY`).
+    pub metrics_key: Option<crate::config::Secret>,
 }
 
 /// Why the server could not start.
@@ -195,6 +197,7 @@ impl Server {
             backend,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             stopping: AtomicBool::new(false),
+            metrics_key: config.metrics_key.clone(),
         });
         let limits = Arc::new(Limits {
             max_payload: config.max_payload,
@@ -271,7 +274,11 @@ impl Server {
                 }
             }
         }
-        info!(%addr, workers, io = %backend, "wsd listening");
+        let app = match config.app {
+            AppKind::Echo => "echo",
+            AppKind::Pubsub => "pubsub",
+        };
+        info!(%addr, workers, io = %backend, app, "wsd listening");
         Ok(server)
     }
 
@@ -398,6 +405,7 @@ fn serve<D: Driver>(
     ready: &mpsc::Sender<(usize, io::Result<()>)>,
 ) -> io::Result<()> {
     let _ = ready.send((id, Ok(())));
+    info!(worker = id, "worker started");
     match app.kind {
         AppKind::Echo => Worker::new(id, driver, Echo, limits, budget, shared).run(),
         AppKind::Pubsub => {

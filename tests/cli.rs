@@ -29,6 +29,8 @@ fn wsd() -> Command {
         cmd.env_remove(k);
     }
     cmd.env_remove("NO_COLOR");
+    // The human-readable format, whose lines these tests read (tests/logs.rs checks `json`).
+    cmd.env("LOG_FORMAT", "pretty");
     cmd.stdin(Stdio::null());
     cmd
 }

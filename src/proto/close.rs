@@ -19,6 +19,10 @@ impl CloseCode {
     pub const PROTOCOL: Self = Self(1002);
     /// 1003: a data type the endpoint cannot accept.
     pub const UNSUPPORTED: Self = Self(1003);
+    /// 1005: the peer's close frame had no code (never sent; used for counting closes).
+    pub const NO_STATUS: Self = Self(1005);
+    /// 1006: the connection ended without a close frame (never sent; used for counting closes).
+    pub const ABNORMAL: Self = Self(1006);
     /// 1007: payload data inconsistent with the message type (invalid UTF-8 in text).
     pub const INVALID_DATA: Self = Self(1007);
     /// 1008: policy violation.

@@ -58,6 +58,13 @@ pub trait Handler {
     /// A request that is not on the WebSocket path: append one complete HTTP response to `out`.
     /// The connection is closed after it is flushed.
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>);
+
+    /// The close handshake began while decoding: `code` is the first close code sent or received
+    /// (1005 for a peer close without one). Called at most once per connection, and not for closes
+    /// started with [`Connection::close`], whose caller knows the code.
+    fn close_started(&mut self, code: CloseCode) {
+        let _ = code;
+    }
 }
 
 /// What the driver must do with the socket after a call.
@@ -233,18 +240,15 @@ fn feed<H: Handler>(
     };
     let _ = decoder.feed(input, limits.max_payload, limits.oversized, |event| {
         let closing = status == Status::Closing;
-        let answer =
-            |result: Result<(), AppClose>, out: &mut Vec<u8>, status: &mut Status| match result {
-                Ok(()) => Next::Continue,
-                Err(app) => {
-                    write_close(out, Some(app.code), app.reason);
-                    *status = Status::Closing;
-                    Next::Closing
-                }
-            };
         match event {
-            Event::Message(msg) => answer(handler.message(msg, out), out, &mut status),
-            Event::Oversized(kind) => answer(handler.oversized(kind, out), out, &mut status),
+            Event::Message(msg) => {
+                let result = handler.message(msg, out);
+                answer(handler, result, out, &mut status)
+            }
+            Event::Oversized(kind) => {
+                let result = handler.oversized(kind, out);
+                answer(handler, result, out, &mut status)
+            }
             Event::Ping(payload) => {
                 if !closing {
                     write_frame(out, Opcode::Pong, payload);
@@ -254,6 +258,7 @@ fn feed<H: Handler>(
             Event::Pong(_) => Next::Continue,
             Event::Close(peer) => {
                 if !closing {
+                    handler.close_started(peer.code.unwrap_or(CloseCode::NO_STATUS));
                     write_close(out, peer.code, "");
                 }
                 status = Status::Done;
@@ -264,11 +269,13 @@ fn feed<H: Handler>(
                 Next::Stop
             }
             Event::Error(e) if e.is_in_peer_close() => {
+                handler.close_started(e.close_code());
                 write_close(out, Some(e.close_code()), e.reason());
                 status = Status::Done;
                 Next::Stop
             }
             Event::Error(e) => {
+                handler.close_started(e.close_code());
                 write_close(out, Some(e.close_code()), e.reason());
                 status = Status::Closing;
                 Next::Closing
@@ -276,6 +283,25 @@ fn feed<H: Handler>(
         }
     });
     status
+}
+
+/// Turns the application's verdict on a message into the decoder's next step: on
+/// [`AppClose`] the close frame is written and the connection starts closing.
+fn answer<H: Handler>(
+    handler: &mut H,
+    result: Result<(), AppClose>,
+    out: &mut Vec<u8>,
+    status: &mut Status,
+) -> Next {
+    match result {
+        Ok(()) => Next::Continue,
+        Err(app) => {
+            handler.close_started(app.code);
+            write_close(out, Some(app.code), app.reason);
+            *status = Status::Closing;
+            Next::Closing
+        }
+    }
 }
 
 #[cfg(test)]

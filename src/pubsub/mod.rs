@@ -23,7 +23,6 @@ use crate::proto::frame::{self, Message, MessageKind, Opcode};
 use crate::proto::http::write_response;
 use crate::server::WorkerStats;
 use relay::{Relay, Relayed};
-use subtle::ConstantTimeEq;
 use topics::{SubscribeError, TopicKey, TopicTable};
 
 /// Parse scratch kept between messages; more is released after the message that needed it.
@@ -234,27 +233,15 @@ impl PubSub {
                 &[("Allow", "POST")],
             );
         }
-        if let Some(key) = &self.config.publish_key {
-            // The scheme is case-insensitive (RFC 9110 §11.1); the key itself is not.
-            let given = req.header("Authorization").and_then(|v| {
-                let v = v.trim_ascii();
-                let space = v.iter().position(|&b| b == b' ')?;
-                let (scheme, key) = v.split_at(space);
-                scheme
-                    .eq_ignore_ascii_case(b"Bearer")
-                    .then(|| key.trim_ascii())
-            });
-            let valid = given.is_some_and(|g| bool::from(g.ct_eq(key.expose())));
-            if !valid {
-                let message = "missing or wrong Authorization: Bearer key";
-                return reject(
-                    out,
-                    401,
-                    "Unauthorized",
-                    message,
-                    &[("WWW-Authenticate", "Bearer")],
-                );
-            }
+        if !crate::auth::authorized(req, self.config.publish_key.as_ref()) {
+            let message = "missing or wrong Authorization: Bearer key";
+            return reject(
+                out,
+                401,
+                "Unauthorized",
+                message,
+                &[("WWW-Authenticate", "Bearer")],
+            );
         }
         let items = match envelope::split_publish_body(req.body, &mut self.scratch) {
             Ok(items) => items,

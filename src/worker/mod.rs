@@ -11,6 +11,7 @@ mod idle;
 mod outqueue;
 mod routes;
 mod slab;
+mod tally;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -28,6 +29,7 @@ use crate::proto::{
     CloseCode, Connection, Handler, HttpRequest, Limits, Message, MessageKind, Status,
 };
 use crate::server::Shared;
+use crate::stats::{WorkerStats, add, bump};
 use deadlines::Deadlines;
 use outqueue::OutQueue;
 use slab::Slab;
@@ -111,6 +113,8 @@ struct State<A> {
     started: Instant,
     idle: idle::IdleWheel,
     expired: Vec<Token>,
+    /// Bytes queued for this worker's peers, for `/metrics`.
+    queued: tally::QueuedBytes,
 }
 
 /// A worker: its driver and its state.
@@ -150,6 +154,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 started: now,
                 idle: idle::IdleWheel::default(),
                 expired: Vec::new(),
+                queued: tally::QueuedBytes::default(),
             },
         }
     }
@@ -163,6 +168,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             self.state.now = Instant::now();
             let elapsed = self.state.now.duration_since(self.state.started).as_secs();
             self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
+            bump(&self.state.worker_stats().loop_turns);
             self.state.publish_counters(self.driver.counters());
             self.state.check_stop(&mut self.driver);
             self.state.expire();
@@ -231,7 +237,7 @@ impl<A: App> State<A> {
             .store(counters.cq_overflows, Ordering::Relaxed);
     }
 
-    fn worker_stats(&self) -> &crate::server::WorkerStats {
+    fn worker_stats(&self) -> &WorkerStats {
         &self.shared.workers[self.id]
     }
 
@@ -263,6 +269,8 @@ impl<A: App> State<A> {
     }
 
     fn on_data(&mut self, token: Token, bytes: &mut [u8]) {
+        let stats = &self.shared.workers[self.id];
+        add(&stats.bytes_in, bytes.len() as u64);
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -273,15 +281,37 @@ impl<A: App> State<A> {
         conn.pinged = false;
         let was_handshaking = conn.proto.is_handshaking();
         conn.out.provision(&mut self.pool);
+        let before = conn.out.tail().len();
         let mut handler = Bridge {
             app: &mut self.app,
             token,
             shared: &self.shared,
-            stats: &self.shared.workers[self.id],
+            stats,
+            messages_in: 0,
+            messages_out: 0,
         };
         let status = conn
             .proto
             .handle_bytes(bytes, &self.limits, conn.out.tail(), &mut handler);
+        let (messages_in, messages_out) = (handler.messages_in, handler.messages_out);
+        if messages_in > 0 {
+            add(&stats.messages_in, messages_in);
+        }
+        if messages_out > 0 {
+            add(&stats.messages_out, messages_out);
+        }
+        if was_handshaking && status == Status::Done {
+            // A request answered without an upgrade: count the error statuses.
+            match conn
+                .out
+                .tail()
+                .get(before..)
+                .and_then(tally::response_status)
+            {
+                Some(code) if code >= 400 => stats.count_handshake_failure(code),
+                _ => {}
+            }
+        }
         match status {
             Status::Open => {}
             Status::Closing => {
@@ -310,6 +340,9 @@ impl<A: App> State<A> {
         };
         if conn.closed {
             return;
+        }
+        if conn.proto.is_open() {
+            self.shared.workers[self.id].count_close(code.0);
         }
         match conn.proto.close(code, reason, conn.out.tail()) {
             Status::Open => {}
@@ -357,6 +390,7 @@ impl<A: App> State<A> {
                 && !conn.closed
             {
                 debug!(worker = self.id, "handshake timed out");
+                self.shared.workers[self.id].count_handshake_failure(408);
                 conn.close_now = true;
                 mark_dirty(&mut self.dirty, conn, token);
             }
@@ -426,13 +460,19 @@ impl<A: App> State<A> {
             now: self.now,
             budget: self.budget,
             stats: &self.shared.workers[self.id],
+            queued: 0,
         };
         self.app.flush(&mut deliver);
+        let queued = deliver.queued;
+        if queued > 0 {
+            add(&self.shared.workers[self.id].messages_out, queued);
+        }
     }
 
     /// Hands this turn's work to the driver: new sockets, one send per connection with output,
     /// and closes.
     fn flush<D: Driver>(&mut self, driver: &mut D) {
+        let stats = &self.shared.workers[self.id];
         for (token, fd) in self.accepted.drain(..) {
             driver.register(token, fd);
         }
@@ -446,6 +486,11 @@ impl<A: App> State<A> {
             }
             let drained = conn.sending == 0 && conn.out.is_empty();
             if conn.close_now || (drained && conn.close_after_flush) {
+                if conn.proto.is_open() {
+                    // Upgraded, and no close frame either way: the connection just ended.
+                    stats.count_close(CloseCode::ABNORMAL.0);
+                }
+                self.queued.set(token, 0);
                 conn.closed = true;
                 conn.out.discard(&mut self.pool);
                 driver.close(token);
@@ -454,9 +499,12 @@ impl<A: App> State<A> {
             }
             if conn.sending == 0 && !conn.out.is_empty() {
                 conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
+                add(&stats.bytes_out, conn.out.len() as u64);
                 driver.send(token, conn.out.take());
             }
-            let pause = conn.sending as usize + conn.out.len() > READ_PAUSE_BYTES;
+            let backlog = conn.sending as usize + conn.out.len();
+            self.queued.set(token, backlog);
+            let pause = backlog > READ_PAUSE_BYTES;
             if pause != conn.paused {
                 conn.paused = pause;
                 driver.set_reading(token, !pause);
@@ -464,6 +512,9 @@ impl<A: App> State<A> {
         }
         self.dirty.clear();
         self.pool.truncate(POOL_BUFFERS);
+        stats
+            .queued_bytes
+            .store(self.queued.total(), Ordering::Relaxed);
     }
 }
 
@@ -475,7 +526,9 @@ struct SlabDeliver<'a> {
     closings: &'a mut Deadlines,
     now: Instant,
     budget: Budget,
-    stats: &'a crate::server::WorkerStats,
+    stats: &'a WorkerStats,
+    /// Frames queued this turn (added to `messages_out` once, after the application's flush).
+    queued: u64,
 }
 
 impl Deliver for SlabDeliver<'_> {
@@ -514,6 +567,7 @@ impl Deliver for SlabDeliver<'_> {
                     self.stats
                         .closed_backpressure
                         .fetch_add(1, Ordering::Relaxed);
+                    self.stats.count_close(CloseCode::TRY_AGAIN.0);
                     let status =
                         c.proto
                             .close(CloseCode::TRY_AGAIN, "too slow to receive", c.out.tail());
@@ -530,6 +584,7 @@ impl Deliver for SlabDeliver<'_> {
         }
         c.out.push_shared(frame.clone());
         mark_dirty(self.dirty, c, conn);
+        self.queued += 1;
         SendStatus::Queued
     }
 }
@@ -545,17 +600,31 @@ fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
 struct Bridge<'a, A> {
     app: &'a mut A,
     token: Token,
-    shared: &'a Shared,
-    stats: &'a crate::stats::WorkerStats,
+    shared: &'a Arc<Shared>,
+    stats: &'a WorkerStats,
+    /// Data messages received in this call, added to the counters once by the caller.
+    messages_in: u64,
+    /// Data frames the application queued in this call, likewise.
+    messages_out: u64,
 }
 
 impl<A: App> Handler for Bridge<'_, A> {
     fn opened(&mut self, out: &mut Vec<u8>) {
+        let start = out.len();
         self.app.on_open(self.token, &mut Outbox::new(out));
+        self.messages_out += tally::data_frames(out.get(start..).unwrap_or_default());
     }
 
     fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose> {
-        self.app.on_message(self.token, msg, &mut Outbox::new(out))
+        self.messages_in += 1;
+        let start = out.len();
+        let result = self.app.on_message(self.token, msg, &mut Outbox::new(out));
+        self.messages_out += tally::data_frames(out.get(start..).unwrap_or_default());
+        result
+    }
+
+    fn close_started(&mut self, code: CloseCode) {
+        self.stats.count_close(code.0);
     }
 
     fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {

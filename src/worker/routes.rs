@@ -1,6 +1,8 @@
-//! The plain HTTP routes served beside the WebSocket path: `GET /health`, and 404/405 otherwise.
+//! The plain HTTP routes served beside the WebSocket path: `GET /health`, `GET /metrics`, and
+//! 404/405 otherwise.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::proto::HttpRequest;
@@ -8,9 +10,10 @@ use crate::proto::http::write_response;
 use crate::server::Shared;
 
 /// Answers a request that is not a WebSocket upgrade.
-pub fn respond(req: &HttpRequest<'_>, shared: &Shared, out: &mut Vec<u8>) {
+pub fn respond(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
     match (req.method, req.path) {
         ("GET", "/health") => health(shared, out),
+        ("GET", "/metrics") => crate::metrics::respond(req, shared, out),
         ("GET", _) => write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n"),
         _ => write_response(
             out,

@@ -24,6 +24,8 @@ enum Rec {
 struct Recorder {
     recs: Vec<Rec>,
     echo: bool,
+    /// Codes reported by [`Handler::close_started`].
+    close_codes: Vec<u16>,
 }
 
 impl Handler for Recorder {
@@ -54,6 +56,10 @@ impl Handler for Recorder {
         self.recs
             .push(Rec::Http(format!("{} {}{body}", req.method, req.path)));
         write_response(out, 404, "Not Found", "text/plain", &[], b"not here\n");
+    }
+
+    fn close_started(&mut self, code: CloseCode) {
+        self.close_codes.push(code.0);
     }
 }
 
@@ -197,3 +203,43 @@ fn size_of_connection() {
 mod closing;
 mod handshake;
 mod streams;
+
+#[test]
+fn close_started_reports_the_first_close_code_once() {
+    let closes = |frames: &[Vec<u8>]| {
+        let (mut conn, mut h, mut out) = opened();
+        for f in frames {
+            let _ = feed(&mut conn, &mut h, f, &mut out);
+        }
+        h.close_codes
+    };
+    let peer = |payload: &[u8]| client(true, Opcode::Close, payload);
+    // The peer closes: its code, or 1005 without one; nothing more for a second close.
+    assert_eq!(closes(&[peer(&1000u16.to_be_bytes())]), [1000]);
+    assert_eq!(closes(&[peer(&4001u16.to_be_bytes())]), [4001]);
+    assert_eq!(closes(&[peer(b"")]), [1005]);
+    // The application closes (1008), then the peer answers: counted once, with 1008.
+    assert_eq!(
+        closes(&[
+            client(true, Opcode::Text, b"please close"),
+            peer(&1008u16.to_be_bytes())
+        ]),
+        [1008]
+    );
+    // A protocol error (an unmasked frame): 1002, once, whatever follows.
+    assert_eq!(
+        closes(&[
+            unmasked(true, Opcode::Text, b"x"),
+            peer(&1002u16.to_be_bytes())
+        ]),
+        [1002]
+    );
+    // A close the server starts itself is the caller's to count.
+    let (mut conn, mut h, mut out) = opened();
+    assert_eq!(
+        conn.close(CloseCode::GOING_AWAY, "bye", &mut out),
+        Status::Closing
+    );
+    let _ = feed(&mut conn, &mut h, &peer(&1001u16.to_be_bytes()), &mut out);
+    assert!(h.close_codes.is_empty(), "{:?}", h.close_codes);
+}

@@ -1,0 +1,429 @@
+//! `GET /metrics`: every worker's counters in the Prometheus text format (OpenMetrics 1.0, as
+//! encoded by the `prometheus-client` crate), labelled by `worker`.
+//!
+//! Nothing is registered or measured ahead of time: the workers only bump their relaxed atomics
+//! in [`WorkerStats`], and a scrape builds a registry around an [`Exporter`] that reads them while
+//! the response is encoded. A scrape costs the hot path nothing.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::auth;
+use crate::proto::HttpRequest;
+use crate::proto::http::write_response;
+use crate::server::Shared;
+use crate::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RejectReason, WorkerStats};
+
+/// The `Content-Type` of a `/metrics` answer.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric family `/metrics` exports (without the `_total` suffix counters carry on their
+/// samples), in the order they appear.
+pub const FAMILIES: [&str; 22] = [
+    "wsd_build",
+    "wsd_connections",
+    "wsd_connections_accepted",
+    "wsd_connections_rejected",
+    "wsd_handshake_failures",
+    "wsd_messages_received",
+    "wsd_messages_sent",
+    "wsd_received_bytes",
+    "wsd_sent_bytes",
+    "wsd_closes",
+    "wsd_idle_closes",
+    "wsd_oversized_discarded",
+    "wsd_queued_bytes",
+    "wsd_loop_turns",
+    "wsd_uring_recv_enobufs",
+    "wsd_uring_cq_overflows",
+    "wsd_topics",
+    "wsd_subscriptions",
+    "wsd_published",
+    "wsd_delivered",
+    "wsd_dropped_messages",
+    "wsd_backpressure_closes",
+];
+
+/// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
+/// the request does not carry it, the exposition otherwise.
+pub fn respond(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
+    if !auth::authorized(req, shared.metrics_key.as_ref()) {
+        return write_response(
+            out,
+            401,
+            "Unauthorized",
+            "text/plain; charset=utf-8",
+            &[("WWW-Authenticate", "Bearer")],
+            b"missing or wrong Authorization: Bearer key\n",
+        );
+    }
+    let body = render(shared);
+    write_response(out, 200, "OK", CONTENT_TYPE, &[], body.as_bytes());
+}
+
+/// The exposition text for the counters in `shared`, ending with `# EOF`.
+pub fn render(shared: &Arc<Shared>) -> String {
+    let mut registry = Registry::with_prefix("wsd");
+    registry.register_collector(Box::new(Exporter(shared.clone())));
+    let mut text = String::with_capacity(4096 + 2048 * shared.workers.len());
+    // Writing to a String cannot fail; an encoder error would only cut the answer short.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// Reads the workers' counters while a scrape is encoded.
+#[derive(Debug)]
+pub struct Exporter(pub Arc<Shared>);
+
+/// Whether a family is a counter or a gauge.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A family with one sample per worker.
+struct PerWorker {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    read: fn(&WorkerStats) -> u64,
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn load_usize(gauge: &AtomicUsize) -> u64 {
+    gauge.load(Ordering::Relaxed) as u64
+}
+
+/// The families with a `worker` label only, up to `wsd_closes`.
+const TRAFFIC: [PerWorker; 6] = [
+    PerWorker {
+        name: "connections",
+        help: "Connections open now (WebSocket and plain HTTP).",
+        kind: Kind::Gauge,
+        read: |w| load_usize(&w.connections),
+    },
+    PerWorker {
+        name: "connections_accepted",
+        help: "Connections accepted.",
+        kind: Kind::Counter,
+        read: |w| load_usize(&w.accepted),
+    },
+    // wsd_connections_rejected and wsd_handshake_failures come here (labelled).
+    PerWorker {
+        name: "messages_received",
+        help: "WebSocket data messages received (text and binary, after reassembly).",
+        kind: Kind::Counter,
+        read: |w| load(&w.messages_in),
+    },
+    PerWorker {
+        name: "messages_sent",
+        help: "WebSocket data messages queued for sending (replies and deliveries).",
+        kind: Kind::Counter,
+        read: |w| load(&w.messages_out),
+    },
+    PerWorker {
+        name: "received_bytes",
+        help: "Bytes received from peers (wire bytes: HTTP requests and all frames).",
+        kind: Kind::Counter,
+        read: |w| load(&w.bytes_in),
+    },
+    PerWorker {
+        name: "sent_bytes",
+        help: "Bytes handed to the kernel for peers (wire bytes).",
+        kind: Kind::Counter,
+        read: |w| load(&w.bytes_out),
+    },
+];
+
+/// The families after `wsd_closes`, up to the pub/sub ones.
+const LOOP: [PerWorker; 11] = [
+    PerWorker {
+        name: "idle_closes",
+        help: "Connections closed with 1001 after IDLE_TIMEOUT of silence.",
+        kind: Kind::Counter,
+        read: |w| load(&w.idle_closes),
+    },
+    PerWorker {
+        name: "oversized_discarded",
+        help: "Messages over MAX_PAYLOAD discarded under PAYLOAD_LIMIT_POLICY=send.",
+        kind: Kind::Counter,
+        read: |w| load(&w.oversized_discarded),
+    },
+    PerWorker {
+        name: "queued_bytes",
+        help: "Bytes queued for peers and not yet sent, as of the worker's last loop turn.",
+        kind: Kind::Gauge,
+        read: |w| load(&w.queued_bytes),
+    },
+    PerWorker {
+        name: "loop_turns",
+        help: "Event-loop turns.",
+        kind: Kind::Counter,
+        read: |w| load(&w.loop_turns),
+    },
+    PerWorker {
+        name: "uring_recv_enobufs",
+        help: "io_uring receives re-armed after the provided-buffer ring ran dry.",
+        kind: Kind::Counter,
+        read: |w| load(&w.recv_enobufs),
+    },
+    PerWorker {
+        name: "uring_cq_overflows",
+        help: "io_uring completion-queue overflows recovered from.",
+        kind: Kind::Counter,
+        read: |w| load(&w.cq_overflows),
+    },
+    PerWorker {
+        name: "topics",
+        help: "Pub/sub topics with at least one subscriber on the worker.",
+        kind: Kind::Gauge,
+        read: |w| load_usize(&w.topics),
+    },
+    PerWorker {
+        name: "subscriptions",
+        help: "Pub/sub subscriptions held by the worker's connections.",
+        kind: Kind::Gauge,
+        read: |w| load_usize(&w.subscriptions),
+    },
+    PerWorker {
+        name: "published",
+        help: "Pub/sub messages published on the worker (WebSocket PUBLISH and POST /publish).",
+        kind: Kind::Counter,
+        read: |w| load(&w.published),
+    },
+    PerWorker {
+        name: "delivered",
+        help: "Pub/sub messages queued to the worker's subscribers.",
+        kind: Kind::Counter,
+        read: |w| load(&w.delivered),
+    },
+    // wsd_dropped_messages comes here (labelled by reason).
+    PerWorker {
+        name: "backpressure_closes",
+        help: "Connections closed with 1013 under BACKPRESSURE_POLICY=close.",
+        kind: Kind::Counter,
+        read: |w| load(&w.closed_backpressure),
+    },
+];
+
+impl Exporter {
+    fn per_worker(&self, encoder: &mut DescriptorEncoder<'_>, m: &PerWorker) -> fmt::Result {
+        let metric_type = match m.kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+        };
+        let mut family = encoder.encode_descriptor(m.name, m.help, None, metric_type)?;
+        for (id, w) in self.0.workers.iter().enumerate() {
+            let labels = [("worker", id.to_string())];
+            let sample = family.encode_family(&labels)?;
+            match m.kind {
+                Kind::Counter => ConstCounter::new((m.read)(w)).encode(sample)?,
+                Kind::Gauge => ConstGauge::new(to_i64((m.read)(w))).encode(sample)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A counter family labelled by `worker` and `key`: one sample per worker and label value,
+    /// `read(worker, i)` giving the count for `values[i]`.
+    fn labelled(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        key: &'static str,
+        values: &[String],
+        read: fn(&WorkerStats, usize) -> u64,
+    ) -> fmt::Result {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (id, w) in self.0.workers.iter().enumerate() {
+            for (i, value) in values.iter().enumerate() {
+                let labels = [("worker", id.to_string()), (key, value.clone())];
+                ConstCounter::new(read(w, i)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Label values for counters indexed like `slots`, whose last slot counts everything else.
+fn slot_labels(slots: &[u16]) -> Vec<String> {
+    let last = slots.len().saturating_sub(1);
+    (0..slots.len())
+        .map(|i| {
+            if i == last {
+                "other".to_owned()
+            } else {
+                slots[i].to_string()
+            }
+        })
+        .collect()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let info = Info::new([
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("io", self.0.backend.to_string()),
+        ]);
+        let sample = encoder.encode_descriptor(
+            "build",
+            "The running wsd: version and I/O backend (always 1).",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(sample)?;
+        for m in &TRAFFIC[..2] {
+            self.per_worker(&mut encoder, m)?;
+        }
+        let reasons: Vec<String> = RejectReason::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        self.labelled(
+            &mut encoder,
+            "connections_rejected",
+            "Connections refused with 503 before any state was allocated, by limit.",
+            "reason",
+            &reasons,
+            |w, i| load(&w.rejected[i]),
+        )?;
+        self.labelled(
+            &mut encoder,
+            "handshake_failures",
+            "Upgrades and plain requests answered with an error status (408: handshake timed out).",
+            "status",
+            &slot_labels(&HANDSHAKE_STATUSES),
+            |w, i| load(&w.handshake_failures[i]),
+        )?;
+        for m in &TRAFFIC[2..6] {
+            self.per_worker(&mut encoder, m)?;
+        }
+        self.labelled(
+            &mut encoder,
+            "closes",
+            "WebSocket connections closed, by the first close code sent or received \
+             (1005: peer close without code; 1006: ended without a close frame).",
+            "code",
+            &slot_labels(&CLOSE_CODES),
+            |w, i| load(&w.closes[i]),
+        )?;
+        for m in &LOOP[..10] {
+            self.per_worker(&mut encoder, m)?;
+        }
+        self.labelled(
+            &mut encoder,
+            "dropped_messages",
+            "Pub/sub messages dropped for subscribers over MAX_BACKPRESSURE, by which one went.",
+            "reason",
+            &["drop-newest".to_owned(), "drop-oldest".to_owned()],
+            |w, i| match i {
+                0 => load(&w.dropped_newest),
+                _ => load(&w.dropped_oldest),
+            },
+        )?;
+        self.per_worker(&mut encoder, &LOOP[10])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Backend;
+    use std::sync::atomic::AtomicBool;
+
+    fn shared(workers: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            backend: Backend::Epoll,
+            workers: (0..workers).map(|_| WorkerStats::default()).collect(),
+            stopping: AtomicBool::new(false),
+            metrics_key: None,
+        })
+    }
+
+    /// The value of the sample `name{labels}` (labels as written, in order).
+    fn sample(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once_in_order() {
+        let text = render(&shared(2));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(types, FAMILIES, "{text}");
+        for name in FAMILIES {
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}: {text}"
+            );
+        }
+        // Every sample line is `name{labels} integer` with a known family name.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').expect("name and value");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap_or_default();
+            let family = name
+                .strip_suffix("_total")
+                .or_else(|| name.strip_suffix("_info"))
+                .unwrap_or(name);
+            assert!(FAMILIES.contains(&family), "{line}");
+        }
+    }
+
+    #[test]
+    fn values_come_from_the_atomics_per_worker() {
+        let s = shared(2);
+        s.workers[1].accepted.store(7, Ordering::Relaxed);
+        s.workers[0].count_close(1000);
+        s.workers[0].count_close(4321);
+        s.workers[1].count_handshake_failure(426);
+        s.workers[1].count_rejected(RejectReason::PerIp);
+        s.workers[0].queued_bytes.store(99, Ordering::Relaxed);
+        s.workers[1].dropped_oldest.store(3, Ordering::Relaxed);
+        let text = render(&s);
+        let v = |series| sample(&text, series);
+        assert_eq!(v(r#"wsd_connections_accepted_total{worker="1"}"#), Some(7));
+        assert_eq!(v(r#"wsd_connections_accepted_total{worker="0"}"#), Some(0));
+        assert_eq!(v(r#"wsd_closes_total{worker="0",code="1000"}"#), Some(1));
+        assert_eq!(v(r#"wsd_closes_total{worker="0",code="other"}"#), Some(1));
+        assert_eq!(v(r#"wsd_closes_total{worker="1",code="1000"}"#), Some(0));
+        assert_eq!(
+            v(r#"wsd_handshake_failures_total{worker="1",status="426"}"#),
+            Some(1)
+        );
+        assert_eq!(
+            v(r#"wsd_connections_rejected_total{worker="1",reason="max_connections_per_ip"}"#),
+            Some(1)
+        );
+        assert_eq!(v(r#"wsd_queued_bytes{worker="0"}"#), Some(99));
+        assert_eq!(
+            v(r#"wsd_dropped_messages_total{worker="1",reason="drop-oldest"}"#),
+            Some(3)
+        );
+        assert!(text.contains(r#"wsd_build_info{version=""#), "{text}");
+    }
+}
