@@ -1,0 +1,118 @@
+//! The value parsers behind every knob: each takes the text from a flag, the environment or the
+//! file and returns the value or the one-line reason it is refused.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use super::{MAX_MAX_CONNECTIONS, MAX_MAX_PAYLOAD, MAX_WORKERS, MaxConnections, Workers};
+
+pub(super) fn parse_port(s: &str) -> Result<u16, String> {
+    u16::from_str(s.trim()).map_err(|_| "must be a number from 0 to 65535".to_owned())
+}
+
+pub(super) fn parse_host(s: &str) -> Result<IpAddr, String> {
+    IpAddr::from_str(s.trim()).map_err(|_| "must be an IPv4 or IPv6 address".to_owned())
+}
+
+pub(super) fn parse_workers(s: &str) -> Result<Workers, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Workers::Auto);
+    }
+    match usize::from_str(s) {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(Workers::Count(n)),
+        _ => Err(format!(
+            "must be `auto` or a number of workers from 1 to {MAX_WORKERS}"
+        )),
+    }
+}
+
+pub(super) fn parse_ws_path(s: &str) -> Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.len() <= 1024
+        && !s.contains(['?', '#'])
+        && s.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be an absolute path like /ws (visible ASCII, no query)".to_owned())
+    }
+}
+
+pub(super) fn parse_idle_timeout(s: &str) -> Result<u32, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if n <= 86_400 => Ok(n),
+        _ => Err("must be a number of seconds from 0 (off) to 86400".to_owned()),
+    }
+}
+
+pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+pub(super) fn parse_max_subscriptions(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("must be a number of subscriptions from 1 to 1000000".to_owned()),
+    }
+}
+
+pub(super) fn parse_max_backpressure(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1024..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of bytes from 1024 to {MAX_MAX_PAYLOAD}"
+        )),
+    }
+}
+
+pub(super) fn parse_shutdown_timeout(s: &str) -> Result<u32, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if n <= 3_600 => Ok(n),
+        _ => Err("must be a number of seconds from 0 to 3600".to_owned()),
+    }
+}
+
+pub(super) fn parse_max_connections(s: &str) -> Result<MaxConnections, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(MaxConnections::Auto);
+    }
+    match usize::from_str(s) {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(MaxConnections::Count(n)),
+        _ => Err(format!(
+            "must be `auto` or a number of connections from 1 to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
+pub(super) fn parse_per_ip(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if n <= MAX_MAX_CONNECTIONS => Ok(n),
+        _ => Err(format!(
+            "must be a number of connections from 0 (off) to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
+pub(super) fn parse_upgrade_max_concurrent(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of handshakes from 1 to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
+pub(super) fn parse_max_payload(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if (1..=MAX_MAX_PAYLOAD).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of bytes from 1 to {MAX_MAX_PAYLOAD}"
+        )),
+    }
+}
