@@ -12,10 +12,14 @@
 //!   only module with `unsafe`, every block with a `// SAFETY:` line.
 //! - [`epoll`]: the epoll fallback backend, used when io_uring cannot be set up or `WSD_IO=epoll`.
 //! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
-//! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
+//! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener;
+//!   the graceful shutdown (drain) sequence.
+//! - [`admission`]: the connection limits checked at accept (`MAX_CONNECTIONS`,
+//!   `MAX_CONNECTIONS_PER_IP`, `UPGRADE_MAX_CONCURRENT`) and their 503 answers.
 //! - [`stats`]: per-worker counters behind `/health` and `/metrics`.
 //! - [`config`]: every knob, from flags and environment, validated at start.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod envelope;
