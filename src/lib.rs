@@ -12,13 +12,17 @@
 //!   only module with `unsafe`, every block with a `// SAFETY:` line.
 //! - [`epoll`]: the epoll fallback backend, used when io_uring cannot be set up or `WSD_IO=epoll`.
 //! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
-//! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener.
+//! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener;
+//!   the graceful shutdown (drain) sequence.
+//! - [`admission`]: the connection limits checked at accept (`MAX_CONNECTIONS`,
+//!   `MAX_CONNECTIONS_PER_IP`, `UPGRADE_MAX_CONCURRENT`) and their 503 answers.
 //! - [`stats`]: per-worker counters behind `/health` and `/metrics`.
 //! - [`config`]: every knob, from flags, environment and a TOML file, validated at start.
 //! - [`metrics`]: `GET /metrics`, the counters in the Prometheus (OpenMetrics) text format.
 //! - [`auth`]: the bearer-key check of `POST /publish` and `GET /metrics`.
 //! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod config;

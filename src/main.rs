@@ -1,10 +1,16 @@
-//! The `wsd` daemon: read the configuration (flags, environment, `--config` file), start the workers, stop cleanly on SIGTERM/SIGINT.
+//! The `wsd` daemon: read the configuration (flags, environment, `--config` file), start the
+//! workers, drain on SIGTERM/SIGINT.
+//!
+//! Exit status: 0 after a drain (whether or not `SHUTDOWN_TIMEOUT` cut it short: the timeout is
+//! the configured bound, and the end-of-drain log line counts what it dropped); 128 + the signal
+//! number (130, 143) when a second signal ends the drain at once; 1 when the server cannot start;
+//! 2 for an invalid setting.
 
 use std::process::ExitCode;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use wsd::config::Config;
 use wsd::server::Server;
 
@@ -20,7 +26,7 @@ fn main() -> ExitCode {
 
     match wsd::server::raise_nofile_limit() {
         Ok(limit) => info!(limit, "open file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
     }
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -40,15 +46,27 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         let mut received = signals.forever();
         if let Some(signal) = received.next() {
-            info!(signal, "stopping: closing connections with 1001");
-            stop.stop();
+            stop.stop_because(signal_name(signal));
         }
-        if received.next().is_some() {
-            info!("second signal: exiting at once");
-            std::process::exit(1);
+        if let Some(signal) = received.next() {
+            // The operator chose not to wait: what is still queued is lost, so the exit status
+            // says the process was cut short, as a shell reports death by that signal (128 + n).
+            warn!(
+                signal = signal_name(signal),
+                "second signal: exiting at once, dropping what is still queued"
+            );
+            std::process::exit(128 + signal);
         }
     });
     server.wait();
     info!("wsd stopped");
     ExitCode::SUCCESS
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        _ => "signal",
+    }
 }

@@ -353,8 +353,12 @@ mod tests {
         Arc::new(Shared {
             backend: Backend::Epoll,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
-            stopping: AtomicBool::new(false),
             metrics_key: None,
+            draining: AtomicBool::new(false),
+            shutdown_timeout: std::time::Duration::from_secs(1),
+            admission: crate::admission::Admission::new(100, 100, 0),
+            drain: crate::server::DrainStats::default(),
+            wakers: Vec::new(),
         })
     }
 

@@ -1,23 +1,54 @@
 //! Starting and stopping wsd: one worker thread per core, each with its own `SO_REUSEPORT`
-//! listener, driver and connection table.
+//! listener, driver and connection table, and the state they share ([`Shared`]).
 //!
-//! Stopping is one sequence, run by every worker on its own loop: stop accepting (close the
-//! listener), send close 1001 to every connection, let close handshakes finish until
-//! `worker::STOP_TIMEOUT`, drop what is left, exit.
+//! # Admission
+//!
+//! Every accepted connection is checked against `MAX_CONNECTIONS`, `UPGRADE_MAX_CONCURRENT` and
+//! `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its worker allocates anything for it;
+//! one over a limit gets `503` with `Retry-After` and is closed. `MAX_CONNECTIONS=auto` is the
+//! soft `RLIMIT_NOFILE` (which `wsd` raises to the hard limit first, [`raise_nofile_limit`])
+//! minus a margin; an explicit value above what the limit allows is logged as a warning.
+//!
+//! # Graceful shutdown (drain)
+//!
+//! [`StopHandle::stop`] (SIGTERM or SIGINT in the `wsd` binary) starts one sequence, run by every
+//! worker on its own loop:
+//!
+//! 1. [`Shared::draining`] is set and one log line says so; `/health` answers
+//!    `503 {"status":"draining",...}` on every connection still able to ask, and pub/sub refuses
+//!    new publishes (`503`, `UNAVAILABLE`) rather than accept what it could not deliver.
+//! 2. Each worker, on its next loop turn, hands over what it has for the others (its pub/sub
+//!    fan-out), stops accepting (closes its listener) and closes the connections that have sent
+//!    nothing yet. A request already begun is still answered when it completes (within the
+//!    handshake timeout): `/health` with 503 draining, an upgrade with `503` and `Retry-After`.
+//! 3. Once every worker has done step 2 (so nothing accepted before the drain is still on its way
+//!    between cores), each delivers what was handed to it and queues a close frame 1001 on every
+//!    WebSocket connection *behind* the data already queued for it.
+//! 4. Queued data keeps flowing. A connection ends when its close handshake ends; once its close
+//!    frame is sent, the peer has the usual close timeout to answer it.
+//! 5. `SHUTDOWN_TIMEOUT` after the signal (`Config::shutdown_timeout`; 0: no wait) whatever is
+//!    left is dropped, however much is still queued: a peer that does not read cannot hold the
+//!    process longer.
+//! 6. A worker exits as soon as it has no connection left, so the process exits when the last
+//!    connection closes, not at the timeout. [`Server::wait`] logs one line with how many
+//!    connections closed in time and how many were dropped at the timeout (and the bytes they
+//!    still had queued).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
+use crate::admission::Admission;
 use crate::app::{AppKind, echo::Echo};
-use crate::config::{Config, PayloadLimitPolicy};
+use crate::config::{Config, FD_MARGIN, MaxConnections, PayloadLimitPolicy};
 use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
 use crate::proto::{Limits, Oversized};
@@ -40,10 +71,57 @@ pub struct Shared {
     pub backend: Backend,
     /// One entry per worker, indexed by worker id.
     pub workers: Vec<WorkerStats>,
-    /// Set once to ask every worker to stop.
-    pub stopping: AtomicBool,
     /// The bearer key `GET /metrics` requires, if any (`METRICS_KEY`).
     pub metrics_key: Option<crate::config::Secret>,
+    /// Set once, by [`StopHandle::stop`], to make every worker drain and exit.
+    pub draining: AtomicBool,
+    /// How long draining may take before what is left is dropped (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+    /// The connection limits and their process-wide counts.
+    pub admission: Admission,
+    /// What the drain achieved, added up by each worker as it exits.
+    pub drain: DrainStats,
+    /// Every worker's waker, indexed by worker id.
+    pub(crate) wakers: Vec<Waker>,
+}
+
+impl Shared {
+    /// Whether the server is draining (stopping): `/health` answers 503.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// A worker will hand no more messages to the others: it has begun draining (after its last
+    /// hand-off), or it is gone. The last one wakes every worker.
+    pub(crate) fn worker_quiesced(&self) {
+        let quiesced = self.drain.quiesced.fetch_add(1, Ordering::AcqRel) + 1;
+        if quiesced >= self.workers.len() {
+            for waker in &self.wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Whether every worker has quiesced: what any of them handed over before it began draining
+    /// is now visible to its target, so a flush after this delivers all of it.
+    pub(crate) fn all_quiesced(&self) -> bool {
+        self.drain.quiesced.load(Ordering::Acquire) >= self.workers.len()
+    }
+}
+
+/// The outcome of a drain, summed over the workers.
+#[derive(Debug, Default)]
+pub struct DrainStats {
+    /// When the drain began.
+    pub started: OnceLock<Instant>,
+    /// Connections open at the start of the drain that closed before `SHUTDOWN_TIMEOUT`.
+    pub closed: AtomicUsize,
+    /// Connections still open at `SHUTDOWN_TIMEOUT`, dropped.
+    pub dropped: AtomicUsize,
+    /// Bytes still queued for the dropped connections.
+    pub unsent_bytes: AtomicU64,
+    /// Workers that will hand no more messages to others (began draining, or gone).
+    pub quiesced: AtomicUsize,
 }
 
 /// Why the server could not start.
@@ -86,12 +164,44 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
-    /// Asks every worker to begin the stop sequence.
+    /// Begins the drain (the module documentation has the sequence). Later calls do nothing.
     pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::Release);
+        self.stop_because("stop requested");
+    }
+
+    /// [`StopHandle::stop`], naming the cause in the log line (e.g. the signal).
+    pub fn stop_because(&self, cause: &str) {
+        if self.shared.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.log_and_wake(cause);
+    }
+
+    /// Stops the workers of a server that failed to start, without the drain's log lines.
+    fn stop_quietly(&self) {
+        self.shared.draining.store(true, Ordering::Release);
         for waker in &self.wakers {
             waker.wake();
         }
+    }
+
+    fn log_and_wake(&self, cause: &str) {
+        let _ = self.shared.drain.started.set(Instant::now());
+        let connections = self.shared.admission.open();
+        info!(
+            cause,
+            connections,
+            shutdown_timeout_s = self.shared.shutdown_timeout.as_secs(),
+            "draining: stopped accepting, closing connections with 1001 after their queued data"
+        );
+        for waker in &self.wakers {
+            waker.wake();
+        }
+    }
+
+    /// Whether the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
     }
 }
 
@@ -105,6 +215,34 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         setrlimit(Resource::Nofile, limit)?;
     }
     Ok(limit.current.unwrap_or(u64::MAX))
+}
+
+/// This process's soft `RLIMIT_NOFILE` (`u64::MAX` when unlimited).
+pub fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// The connection limit `MAX_CONNECTIONS` resolves to with the open file limit `nofile`, with a
+/// warning when an explicit value needs more descriptors than the limit allows (accept() would
+/// fail with EMFILE before the 503s begin).
+fn resolve_max_connections(setting: MaxConnections, nofile: u64) -> usize {
+    let max = setting.resolve(nofile);
+    if let MaxConnections::Count(n) = setting {
+        let needed = (n as u64).saturating_add(FD_MARGIN as u64);
+        if needed > nofile {
+            warn!(
+                max_connections = n,
+                nofile,
+                needed,
+                "RLIMIT_NOFILE is below what MAX_CONNECTIONS needs: connections past the file \
+                 limit fail in accept() instead of getting a 503; raise the limit (ulimit -n, \
+                 LimitNOFILE=) or lower MAX_CONNECTIONS"
+            );
+        }
+    }
+    max
 }
 
 /// The CPUs this process may run on.
@@ -193,11 +331,23 @@ impl Server {
             listeners
                 .push(listener(addr, false).map_err(|source| StartError::Listen { addr, source })?);
         }
+        let max_connections = resolve_max_connections(config.max_connections, nofile_limit());
+        let wakers = (0..workers)
+            .map(|id| Waker::new().map_err(|source| StartError::Worker { id, source }))
+            .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             backend,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
-            stopping: AtomicBool::new(false),
             metrics_key: config.metrics_key.clone(),
+            draining: AtomicBool::new(false),
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout.into()),
+            admission: Admission::new(
+                max_connections,
+                config.upgrade_max_concurrent,
+                config.max_connections_per_ip,
+            ),
+            drain: DrainStats::default(),
+            wakers: wakers.clone(),
         });
         let limits = Arc::new(Limits {
             max_payload: config.max_payload,
@@ -214,9 +364,6 @@ impl Server {
             crate::config::Workers::Auto => allowed_cpus(),
             crate::config::Workers::Count(_) => Vec::new(),
         };
-        let wakers = (0..workers)
-            .map(|id| Waker::new().map_err(|source| StartError::Worker { id, source }))
-            .collect::<Result<Vec<_>, _>>()?;
         let app = AppSpec {
             kind: config.app,
             relay: Arc::new(Relay::new(wakers.clone())),
@@ -264,11 +411,11 @@ impl Server {
             match ready_rx.recv() {
                 Ok((_, Ok(()))) => {}
                 Ok((id, Err(source))) => {
-                    server.stop_handle().stop();
+                    server.stop_handle().stop_quietly();
                     return Err(StartError::Worker { id, source });
                 }
                 Err(_) => {
-                    server.stop_handle().stop();
+                    server.stop_handle().stop_quietly();
                     let source = io::Error::other("worker exited during start-up");
                     return Err(StartError::Worker { id: 0, source });
                 }
@@ -278,7 +425,7 @@ impl Server {
             AppKind::Echo => "echo",
             AppKind::Pubsub => "pubsub",
         };
-        info!(%addr, workers, io = %backend, app, "wsd listening");
+        info!(%addr, workers, io = %backend, app, max_connections, "wsd listening");
         Ok(server)
     }
 
@@ -305,10 +452,37 @@ impl Server {
         }
     }
 
-    /// Waits until every worker has exited.
+    /// Whether the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// The state the workers share (counters, admission counts, drain state).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits until every worker has exited; after a drain, logs how it went.
     pub fn wait(mut self) {
+        self.join_workers();
+    }
+
+    fn join_workers(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        let drain = &self.shared.drain;
+        if let Some(started) = drain.started.get() {
+            info!(
+                closed = drain.closed.load(Ordering::Relaxed),
+                dropped_at_timeout = drain.dropped.load(Ordering::Relaxed),
+                unsent_bytes = drain.unsent_bytes.load(Ordering::Relaxed),
+                took_ms = started.elapsed().as_millis() as u64,
+                "drained"
+            );
         }
     }
 
@@ -323,9 +497,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stop_handle().stop();
-            for thread in self.threads.drain(..) {
-                let _ = thread.join();
-            }
+            self.join_workers();
         }
     }
 }
@@ -369,6 +541,7 @@ impl WorkerSpec {
             Backend::Uring => match UringDriver::new(listener, waker, uring) {
                 Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
+                    shared.worker_quiesced();
                     let _ = ready.send((id, Err(e)));
                     return;
                 }
@@ -376,6 +549,7 @@ impl WorkerSpec {
             Backend::Epoll => match EpollDriver::new(listener, waker) {
                 Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
+                    shared.worker_quiesced();
                     let _ = ready.send((id, Err(e)));
                     return;
                 }

@@ -1,17 +1,23 @@
-//! The `wsd` binary: configuration errors, `--help`, start-up log line, and SIGTERM.
+//! The `wsd` binary: configuration errors, `--help`, start-up log line, and the drain on
+//! SIGTERM/SIGINT (queued data delivered before the 1001, the shutdown timeout, `/health` while
+//! draining, the second signal).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::pubsub::{Event, PsClient, stats, total, wait_stats};
 use common::*;
 use tungstenite::Message;
+use wsd::io::Backend;
 
-const KNOBS: [&str; 8] = [
+const KNOBS: [&str; 15] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -20,6 +26,13 @@ const KNOBS: [&str; 8] = [
     "WSD_IO",
     "WSD_APP",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "MAX_BACKPRESSURE",
+    "BACKPRESSURE_POLICY",
+    "SHUTDOWN_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "UPGRADE_MAX_CONCURRENT",
 ];
 
 /// The binary with none of wsd's variables inherited from the test environment.
@@ -266,12 +279,54 @@ impl Running {
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.guard.0.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
+        use rustix::process::{Pid, Signal, kill_process};
+        let signal = match sig {
+            "TERM" => Signal::TERM,
+            "INT" => Signal::INT,
+            other => panic!("no such signal in these tests: {other}"),
+        };
+        kill_process(Pid::from_child(&self.guard.0), signal)
+            .unwrap_or_else(|e| panic!("kill -{sig}: {e}"));
+    }
+
+    /// Waits up to `within` for the process to exit and returns its status and how long after
+    /// `since` it exited.
+    fn exit_within(
+        &mut self,
+        since: Instant,
+        within: Duration,
+        ctx: &str,
+    ) -> (ExitStatus, Duration) {
+        let status = self
+            .guard
+            .wait_for(within.saturating_sub(since.elapsed()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{ctx}: wsd still running {within:?} after the signal; stderr {:?}",
+                    self.seen
+                )
+            });
+        (status, since.elapsed())
+    }
+
+    /// The end-of-drain log line, as `(closed, dropped_at_timeout)`.
+    fn drained(&mut self) -> (u64, u64) {
+        let line = strip_ansi(&self.line_with("drained", Duration::from_secs(5)));
+        let field = |name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        };
+        (field("closed"), field("dropped_at_timeout"))
+    }
+}
+
+/// The `WSD_IO` value for `backend`.
+fn io_env(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Epoll => "epoll",
+        Backend::Uring => "uring",
     }
 }
 
@@ -361,10 +416,11 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
 }
 
 #[test]
-fn sigterm_with_an_unresponsive_client_exits_after_the_stop_timeout() {
+fn sigterm_with_a_client_that_never_answers_the_close_exits_after_the_close_timeout() {
     let mut wsd = Running::spawn(base_cmd());
     let (_, addr) = wsd.listening();
-    // A raw client that never answers the server's close.
+    // A raw client that reads the server's close but never answers it: once the close frame is
+    // sent it has the close timeout (5 s), well inside SHUTDOWN_TIMEOUT (30 s by default).
     let mut raw = RawWs::connect(addr);
     let sent = Instant::now();
     wsd.signal("TERM");
@@ -436,5 +492,277 @@ fn a_second_wsd_on_a_port_in_use_fails_to_start() {
          running after 5 s (status {status:?}, logged `wsd listening`: {started}) and shares the \
          port with the first through SO_REUSEPORT",
         addr.port()
+    );
+}
+
+/// Bytes of `data` in each published message of the drain test.
+const PAD: usize = 64 * 1024;
+
+#[test]
+fn sigterm_delivers_queued_data_before_the_1001_and_exits_0() {
+    const SUBSCRIBERS: usize = 3;
+    // 12 MiB per subscriber: several times what the kernel buffers between wsd and a client that
+    // does not read, so most of it is queued inside wsd when the signal comes.
+    const MESSAGES: usize = 192;
+    const PER_POST: usize = 8;
+    for backend in backends() {
+        let ctx = format!("[{backend}]");
+        let mut cmd = base_cmd();
+        cmd.env("WSD_IO", io_env(backend))
+            .env("WSD_APP", "pubsub")
+            .env("MAX_PAYLOAD", (4 << 20).to_string())
+            .env("MAX_BACKPRESSURE", (64 << 20).to_string())
+            .env("SHUTDOWN_TIMEOUT", "20");
+        let mut wsd = Running::spawn(cmd);
+        let (_, addr) = wsd.listening();
+        let mut subs: Vec<PsClient> = (0..SUBSCRIBERS)
+            .map(|i| {
+                let mut c = PsClient::connect(addr, format!("{ctx} subscriber {i}"));
+                c.subscribe(&format!("t{i}"));
+                c
+            })
+            .collect();
+        // Publish everything over HTTP while nobody reads.
+        let pad = "x".repeat(PAD);
+        for i in 0..SUBSCRIBERS {
+            for first in (0..MESSAGES).step_by(PER_POST) {
+                let items: Vec<String> = (first..first + PER_POST)
+                    .map(|seq| format!(r#"{{"topic":"t{i}","data":"{i}:{seq}:{pad}"}}"#))
+                    .collect();
+                let body = format!("[{}]", items.join(","));
+                let resp = http_request(addr, "POST", "/publish", &[], body.as_bytes());
+                assert_eq!(resp.status, 200, "{ctx}: publish: {}", resp.text());
+            }
+        }
+        // Every message is queued for its subscriber (on whichever worker) before the signal.
+        let (last, ok) = wait_stats(addr, Duration::from_secs(10), |s| {
+            total(s, |w| w.delivered) == (SUBSCRIBERS * MESSAGES) as u64
+        });
+        assert!(
+            ok,
+            "{ctx}: not every message queued before the signal: {last:?}"
+        );
+        assert_eq!(total(&stats(addr), |w| w.dropped_newest), 0, "{ctx}");
+
+        let signalled = Instant::now();
+        wsd.signal("TERM");
+        // Each subscriber reads slowly and must get every message, in order, then 1001.
+        let readers: Vec<_> = subs
+            .drain(..)
+            .enumerate()
+            .map(|(i, mut c)| {
+                std::thread::spawn(move || {
+                    for seq in 0..MESSAGES {
+                        if seq % 16 == 0 {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        match c.event(IO_TIMEOUT) {
+                            Event::Reply(r) if r.is_message() => {
+                                let want = format!("\"{i}:{seq}:");
+                                assert!(
+                                    r.data().starts_with(&want)
+                                        && r.data().len() == PAD + want.len() + 1,
+                                    "{}: message {seq} of {MESSAGES}: got {}",
+                                    c.name,
+                                    preview(r.data())
+                                );
+                            }
+                            other => panic!(
+                                "{}: message {seq} of {MESSAGES} lost: got {other:?}",
+                                c.name
+                            ),
+                        }
+                    }
+                    match c.event(IO_TIMEOUT) {
+                        Event::Close(code) => {
+                            assert_eq!(code, Some(1001), "{}: close after the data", c.name)
+                        }
+                        other => panic!(
+                            "{}: expected close 1001 after the data, got {other:?}",
+                            c.name
+                        ),
+                    }
+                    loop {
+                        match c.ws.read() {
+                            Err(tungstenite::Error::ConnectionClosed) => break,
+                            Ok(_) => continue,
+                            Err(e) => panic!("{}: after the close: {e}", c.name),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+        let (status, took) = wsd.exit_within(signalled, Duration::from_secs(20), &ctx);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{ctx}: exit status; stderr {:?}",
+            wsd.seen
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{ctx}: exited {took:?} after SIGTERM: it must exit once its clients are gone, not \
+             at SHUTDOWN_TIMEOUT (20 s)"
+        );
+        let (closed, dropped) = wsd.drained();
+        assert_eq!(dropped, 0, "{ctx}: nothing dropped; stderr {:?}", wsd.seen);
+        assert!(closed >= SUBSCRIBERS as u64, "{ctx}: closed={closed}");
+    }
+}
+
+#[test]
+fn sigterm_drops_a_client_that_never_reads_at_the_shutdown_timeout() {
+    for backend in backends() {
+        let ctx = format!("[{backend}]");
+        let mut cmd = base_cmd();
+        cmd.env("WSD_IO", io_env(backend))
+            .env("CLUSTER_WORKERS", "1")
+            .env("SHUTDOWN_TIMEOUT", "2");
+        let mut wsd = Running::spawn(cmd);
+        let (_, addr) = wsd.listening();
+        let mut polite = ws_connect(addr);
+        // Sends echo requests and never reads (nor closes): wsd's queue for it fills, wsd stops
+        // reading from it, and the writer blocks.
+        let stuck = RawWs::connect(addr);
+        let mut writer = stuck.stream.try_clone().unwrap();
+        writer
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let progress = written.clone();
+        let frame = client_frame(OP_BINARY, &vec![0x5a; 64 * 1024]);
+        let writer = std::thread::spawn(move || {
+            while writer.write_all(&frame).is_ok() {
+                progress.fetch_add(frame.len(), Ordering::Relaxed);
+            }
+        });
+        let mut last = 0;
+        poll(Duration::from_secs(10), || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = written.load(Ordering::Relaxed);
+            let stalled = now == last && now > 0;
+            last = now;
+            stalled.then_some(())
+        })
+        .unwrap_or_else(|| panic!("{ctx}: the writer never stalled"));
+
+        let signalled = Instant::now();
+        wsd.signal("TERM");
+        match polite.read() {
+            Ok(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1001, "{ctx}"),
+            other => panic!("{ctx}: expected close 1001, got {other:?}"),
+        }
+        while !matches!(polite.read(), Err(tungstenite::Error::ConnectionClosed)) {}
+        let (status, took) = wsd.exit_within(signalled, Duration::from_secs(10), &ctx);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{ctx}: exit status; stderr {:?}",
+            wsd.seen
+        );
+        assert!(
+            took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+            "{ctx}: exited {took:?} after SIGTERM with SHUTDOWN_TIMEOUT=2"
+        );
+        assert_eq!(wsd.drained(), (1, 1), "{ctx}: closed, dropped_at_timeout");
+        drop(stuck);
+        writer.join().unwrap();
+    }
+}
+
+#[test]
+fn health_answers_503_draining_after_sigterm() {
+    let mut cmd = base_cmd();
+    cmd.env("CLUSTER_WORKERS", "1");
+    let mut wsd = Running::spawn(cmd);
+    let (_, addr) = wsd.listening();
+    let mut ws = RawWs::connect(addr);
+    // An HTTP client mid-request when the signal comes (e.g. a load balancer's health check).
+    let mut begun = tcp(addr);
+    begun
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // Answered after those bytes were sent: the one worker has read them.
+    let (resp, _) = http_exchange(addr, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(resp.status, 404);
+    let signalled = Instant::now();
+    wsd.signal("TERM");
+    // The close frame shows the drain has begun; the client does not answer it yet.
+    assert_eq!(ws.expect_close("SIGTERM"), Some(1001));
+    begun.write_all(b"\r\n").unwrap();
+    let resp = read_response(&mut begun).expect("answer to the begun request");
+    assert_eq!(resp.status, 503, "/health while draining: {resp:?}");
+    assert_eq!(parse_health(&resp.text()).status, "draining", "{resp:?}");
+    // The client answers the close; nothing holds wsd any more.
+    ws.send(&client_frame(OP_CLOSE, &close_payload(1001, b"")));
+    ws.expect_eof(Duration::from_secs(3), "after the close handshake");
+    let answered = signalled.elapsed();
+    let (status, took) = wsd.exit_within(signalled, Duration::from_secs(10), "health");
+    assert_eq!(status.code(), Some(0), "stderr {:?}", wsd.seen);
+    assert!(
+        took < answered + Duration::from_secs(2),
+        "exited {took:?} after SIGTERM, its last client closed at {answered:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_128_plus_the_signal() {
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let mut cmd = base_cmd();
+        cmd.env("SHUTDOWN_TIMEOUT", "30");
+        let mut wsd = Running::spawn(cmd);
+        let (_, addr) = wsd.listening();
+        // Holds the drain: never answers the close.
+        let mut raw = RawWs::connect(addr);
+        let first = Instant::now();
+        wsd.signal(sig);
+        assert_eq!(raw.expect_close(sig), Some(1001));
+        wsd.signal(sig);
+        let (status, took) = wsd.exit_within(first, Duration::from_secs(4), sig);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "SIG{sig} twice: exit status; stderr {:?}",
+            wsd.seen
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "SIG{sig} twice: took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn max_connections_above_the_open_file_limit_is_logged() {
+    let mut cmd = base_cmd();
+    cmd.env("MAX_CONNECTIONS", "10000000");
+    let mut wsd = Running::spawn(cmd);
+    let line = strip_ansi(&wsd.line_with("open file limit", Duration::from_secs(10)));
+    let limit: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no limit= in {line:?}"));
+    if limit >= 10_000_000 + wsd::config::FD_MARGIN as u64 {
+        eprintln!("RLIMIT_NOFILE {limit} is above 10 million here: nothing to warn about");
+        return;
+    }
+    let warning = strip_ansi(&wsd.line_with("MAX_CONNECTIONS needs", Duration::from_secs(10)));
+    assert!(warning.contains("WARN"), "{warning:?}");
+    assert!(warning.contains(&format!("nofile={limit}")), "{warning:?}");
+    wsd.listening();
+
+    // Within the limit: no warning before the start-up line.
+    let mut cmd = base_cmd();
+    cmd.env("MAX_CONNECTIONS", "100");
+    let mut wsd = Running::spawn(cmd);
+    wsd.listening();
+    assert!(
+        !wsd.seen.iter().any(|l| l.contains("MAX_CONNECTIONS needs")),
+        "{:?}",
+        wsd.seen
     );
 }

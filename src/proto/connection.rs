@@ -65,6 +65,12 @@ pub trait Handler {
     fn close_started(&mut self, code: CloseCode) {
         let _ = code;
     }
+
+    /// Whether a valid upgrade may be accepted now. `false` (a server shutting down) answers it
+    /// `503 Service Unavailable` with `Retry-After` instead of `101`.
+    fn accepts_upgrades(&self) -> bool {
+        true
+    }
 }
 
 /// What the driver must do with the socket after a call.
@@ -121,6 +127,12 @@ impl Connection {
     /// Still waiting for (the rest of) the request head.
     pub fn is_handshaking(&self) -> bool {
         matches!(self.state, State::Handshaking(..))
+    }
+
+    /// In the handshake phase with part of a request received (a request begun, not complete).
+    /// `false` for a connection that has sent nothing yet.
+    pub fn has_partial_request(&self) -> bool {
+        matches!(&self.state, State::Handshaking(buf, _) if !buf.is_empty())
     }
 
     /// Feed received bytes; bytes owed to the peer are appended to `out`.

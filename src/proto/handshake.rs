@@ -146,6 +146,14 @@ pub fn handle<H: Handler>(
         handler.http_request(&request, out);
     } else {
         match check_upgrade(&request, version) {
+            Ok(_) if !handler.accepts_upgrades() => write_response(
+                out,
+                503,
+                "Service Unavailable",
+                TEXT,
+                &[("Retry-After", "1")],
+                b"server shutting down: connect again\n",
+            ),
             Ok(key) => {
                 write_switching_protocols(out, key);
                 return Outcome::Upgraded(len);
@@ -492,6 +500,38 @@ mod tests {
         );
         assert_eq!(o, Outcome::Responded);
         assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn upgrades_are_refused_with_503_when_the_handler_says_so() {
+        struct Draining;
+        impl Handler for Draining {
+            fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
+                Ok(())
+            }
+            fn http_request(&mut self, _: &HttpRequest<'_>, out: &mut Vec<u8>) {
+                write_response(out, 404, "Not Found", TEXT, &[], b"not found\n");
+            }
+            fn accepts_upgrades(&self) -> bool {
+                false
+            }
+        }
+        let valid = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut out = Vec::new();
+        let o = handle(valid.as_bytes(), &limits(), &mut out, &mut Draining);
+        assert_eq!(o, Outcome::Responded);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nRetry-After: 1\r\n"), "{out}");
+        // An invalid upgrade keeps its own answer.
+        let mut out = Vec::new();
+        let bad = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
+        handle(bad.as_bytes(), &limits(), &mut out, &mut Draining);
+        assert!(out.starts_with(b"HTTP/1.1 400 "));
     }
 
     #[test]

@@ -188,6 +188,14 @@ impl PubSub {
                 self.publish_counts();
                 ack(out, "UNSUBSCRIBE", cid);
             }
+            Request::Publish { .. } if self.stats.is_draining() => {
+                // Every publish accepted before the drain reaches all its subscribers ahead of
+                // their 1001 (server.rs); one accepted now might not, so it is refused, not lost.
+                let mut body = Vec::with_capacity(128);
+                let message = "server is shutting down: publish again after reconnecting";
+                envelope::write_error(&mut body, ErrorCode::Unavailable, message, true, None, cid);
+                frame::write_frame(out, Opcode::Text, &body);
+            }
             Request::Publish {
                 topic,
                 data,
@@ -241,6 +249,17 @@ impl PubSub {
                 "Unauthorized",
                 message,
                 &[("WWW-Authenticate", "Bearer")],
+            );
+        }
+        if self.stats.is_draining() {
+            // Subscribers are being closed: a publish accepted now would reach nobody.
+            let message = "server is shutting down: publish to another instance";
+            return reject(
+                out,
+                503,
+                "Service Unavailable",
+                message,
+                &[("Retry-After", "1")],
             );
         }
         let items = match envelope::split_publish_body(req.body, &mut self.scratch) {

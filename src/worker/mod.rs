@@ -5,6 +5,12 @@
 //! completion updates connection state (input is parsed in place in the driver's buffer and replies
 //! are appended to the connection's out-queue); then every connection with new output gets one send
 //! (corked writes, DESIGN.md decision 5), and due deadlines fire.
+//!
+//! Admission ([`crate::admission`]) runs on `Accepted`, before anything is allocated for the
+//! connection. The drain (server.rs has the sequence) runs after the application's flush of each
+//! turn: the first turn that sees [`Shared::draining`] stops accepting and reports this worker
+//! quiesced; the first turn that begins with every worker quiesced queues the close frames, behind
+//! everything any worker handed over before it quiesced.
 
 mod deadlines;
 mod idle;
@@ -21,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+use crate::admission::{self, PeerKey};
 use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
 use crate::config::BackpressurePolicy;
 use crate::io::{Driver, Event, Token};
@@ -36,10 +43,9 @@ use slab::Slab;
 
 /// A client that has not finished its upgrade request by then is dropped (slow-loris).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the server waits for the peer's close frame after sending its own.
+/// How long the server waits for the peer's close frame after sending its own. (While draining,
+/// the wait starts once the close frame has been handed to the kernel, behind the queued data.)
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stopping worker lets connections finish their close handshake.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the loop sleeps without a deadline due, so a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// A connection with more than this many bytes waiting to be sent is not read from until its
@@ -106,7 +112,11 @@ struct State<A> {
     handshakes: Deadlines,
     closings: Deadlines,
     pool: Vec<Vec<u8>>,
-    stop_at: Option<Instant>,
+    /// Each connection's per-address admission key, by slab index (only with
+    /// `MAX_CONNECTIONS_PER_IP` on; empty otherwise).
+    peers: Vec<Option<PeerKey>>,
+    /// Set when the drain begins.
+    drain: Option<Drain>,
     now: Instant,
     /// Whole seconds since the worker started (the idle wheel's clock).
     second: u32,
@@ -115,6 +125,22 @@ struct State<A> {
     expired: Vec<Token>,
     /// Bytes queued for this worker's peers, for `/metrics`.
     queued: tally::QueuedBytes,
+}
+
+/// This worker's part of the drain.
+#[derive(Debug)]
+struct Drain {
+    /// `SHUTDOWN_TIMEOUT` after the drain began: whatever is left is dropped.
+    deadline: Instant,
+    /// Connections open when the drain began.
+    at_start: usize,
+    /// Close frames are queued on the WebSocket connections (every worker had quiesced).
+    closing: bool,
+    /// The deadline passed and what was left was dropped.
+    cut: bool,
+    /// Connections dropped at the deadline, and the bytes still queued for them.
+    dropped: usize,
+    unsent: u64,
 }
 
 /// A worker: its driver and its state.
@@ -148,7 +174,8 @@ impl<D: Driver, A: App> Worker<D, A> {
                 handshakes: Deadlines::new(HANDSHAKE_TIMEOUT),
                 closings: Deadlines::new(CLOSE_TIMEOUT),
                 pool: Vec::new(),
-                stop_at: None,
+                peers: Vec::new(),
+                drain: None,
                 now,
                 second: 0,
                 started: now,
@@ -161,6 +188,15 @@ impl<D: Driver, A: App> Worker<D, A> {
 
     /// Runs until the server stops and every connection of this worker is released.
     pub fn run(mut self) -> io::Result<()> {
+        let outcome = self.serve();
+        if outcome.is_err() && self.state.drain.is_none() {
+            // Gone: the other workers must not wait for this one's hand-offs when they drain.
+            self.state.shared.worker_quiesced();
+        }
+        outcome
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
         loop {
             let timeout = self.state.sleep_for();
             let state = &mut self.state;
@@ -170,12 +206,19 @@ impl<D: Driver, A: App> Worker<D, A> {
             self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
             bump(&self.state.worker_stats().loop_turns);
             self.state.publish_counters(self.driver.counters());
-            self.state.check_stop(&mut self.driver);
+            // Both looked at before the application's flush, so that the flush delivers whatever
+            // was handed to this worker before the state seen here: the close frames of the drain
+            // go behind it.
+            let draining = self.state.shared.is_draining();
+            let quiet = draining && self.state.shared.all_quiesced();
             self.state.expire();
             self.state.flush_app();
+            if draining {
+                self.state.drain_step(&mut self.driver, quiet);
+            }
             self.state.flush(&mut self.driver);
-            if self.state.stop_at.is_some() && self.state.conns.is_empty() {
-                debug!(worker = self.state.id, "worker stopped");
+            if self.state.drain.is_some() && self.state.conns.is_empty() {
+                self.state.finish_drain();
                 return Ok(());
             }
         }
@@ -184,7 +227,11 @@ impl<D: Driver, A: App> Worker<D, A> {
 
 impl<A: App> State<A> {
     fn sleep_for(&self) -> Duration {
-        let next = [self.handshakes.next(), self.closings.next(), self.stop_at]
+        let drain_deadline = self
+            .drain
+            .as_ref()
+            .and_then(|d| (!d.cut).then_some(d.deadline));
+        let next = [self.handshakes.next(), self.closings.next(), drain_deadline]
             .into_iter()
             .flatten()
             .min();
@@ -217,7 +264,14 @@ impl<A: App> State<A> {
                 }
             }
             Event::Released(token) => {
-                if self.conns.remove(token).is_some() {
+                if let Some(conn) = self.conns.remove(token) {
+                    let peer = self
+                        .peers
+                        .get_mut(token.index as usize)
+                        .and_then(Option::take);
+                    // Still in the handshake phase: its handshake slot was never given back.
+                    let upgrading = conn.proto.is_handshaking();
+                    self.shared.admission.release(peer, upgrading);
                     self.worker_stats()
                         .connections
                         .fetch_sub(1, Ordering::Relaxed);
@@ -242,9 +296,24 @@ impl<A: App> State<A> {
     }
 
     fn on_accepted(&mut self, fd: OwnedFd) {
-        if self.stop_at.is_some() {
+        if self.drain.is_some() {
             return; // dropping the descriptor closes it
         }
+        // Admission comes first: a refused connection costs no slab entry, protocol state or
+        // buffer, only this check and its static 503.
+        let peer = match self.shared.admission.admit(&fd) {
+            Ok(peer) => peer,
+            Err(reason) => {
+                self.worker_stats().count_rejected(reason);
+                debug!(
+                    worker = self.id,
+                    limit = reason.as_str(),
+                    "connection refused with 503"
+                );
+                admission::refuse(fd, reason);
+                return;
+            }
+        };
         if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY failed");
         }
@@ -261,6 +330,13 @@ impl<A: App> State<A> {
             closing: false,
             closed: false,
         });
+        if let Some(peer) = peer {
+            let index = token.index as usize;
+            if self.peers.len() <= index {
+                self.peers.resize(index + 1, None);
+            }
+            self.peers[index] = Some(peer);
+        }
         self.accepted.push((token, fd));
         self.handshakes.arm(self.now, token);
         let stats = self.worker_stats();
@@ -322,8 +398,12 @@ impl<A: App> State<A> {
             }
             Status::Done => conn.close_after_flush = true,
         }
-        if was_handshaking && conn.proto.is_open() && self.budget.idle_timeout > 0 {
-            self.idle.schedule(token, self.second + 1);
+        if was_handshaking && !conn.proto.is_handshaking() {
+            // Upgraded, answered or refused: the handshake slot is free.
+            self.shared.admission.upgrade_done();
+            if conn.proto.is_open() && self.budget.idle_timeout > 0 {
+                self.idle.schedule(token, self.second + 1);
+            }
         }
         if !conn.out.is_empty() || conn.close_after_flush {
             mark_dirty(&mut self.dirty, conn, token);
@@ -339,6 +419,13 @@ impl<A: App> State<A> {
             return;
         };
         if conn.closed {
+            return;
+        }
+        if conn.proto.is_handshaking() {
+            // Nothing to close politely; the protocol state is left as it is, so the connection
+            // still counts as handshaking until it is released.
+            conn.close_after_flush = true;
+            mark_dirty(&mut self.dirty, conn, token);
             return;
         }
         if conn.proto.is_open() {
@@ -357,27 +444,123 @@ impl<A: App> State<A> {
         mark_dirty(&mut self.dirty, conn, token);
     }
 
-    /// On the first turn after the server asked to stop: stop accepting and close every connection
-    /// with 1001; after `STOP_TIMEOUT`, drop whatever is left.
-    fn check_stop<D: Driver>(&mut self, driver: &mut D) {
-        match self.stop_at {
-            None if self.shared.stopping.load(Ordering::Acquire) => {
-                self.stop_at = Some(self.now + STOP_TIMEOUT);
-                driver.stop_accepting();
-                for token in self.conns.tokens() {
-                    self.close_with(token, CloseCode::GOING_AWAY, "server shutting down");
-                }
+    /// One step of the drain, once per loop turn after the application's flush. `quiet`: every
+    /// worker had quiesced before that flush.
+    fn drain_step<D: Driver>(&mut self, driver: &mut D, quiet: bool) {
+        let Some(drain) = self.drain.as_mut() else {
+            self.begin_drain(driver);
+            // This turn's flush handed over everything this worker accepted so far.
+            self.shared.worker_quiesced();
+            return;
+        };
+        if quiet && !drain.closing {
+            drain.closing = true;
+            for token in self.conns.tokens() {
+                self.drain_close(token);
             }
-            Some(at) if self.now >= at => {
-                for token in self.conns.tokens() {
-                    if let Some(conn) = self.conns.get_mut(token) {
-                        conn.close_now = true;
-                        mark_dirty(&mut self.dirty, conn, token);
-                    }
-                }
-            }
-            _ => {}
+            return; // the close frames get one flush before any deadline cuts them off
         }
+        self.check_drain_deadline();
+    }
+
+    /// Begins this worker's drain: stop accepting, close connections that have not sent
+    /// anything, and let requests already begun finish. WebSocket connections get their 1001
+    /// once every worker has begun (`drain_step`).
+    fn begin_drain<D: Driver>(&mut self, driver: &mut D) {
+        driver.stop_accepting();
+        let mut open = 0;
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.closed {
+                continue;
+            }
+            open += 1;
+            // Connected but silent (a pre-opened or idle connection): nothing is owed to it. A
+            // request begun is answered when it is complete (`/health` says draining).
+            if conn.proto.is_handshaking() && !conn.proto.has_partial_request() {
+                conn.close_now = true;
+                mark_dirty(&mut self.dirty, conn, token);
+            }
+        }
+        self.drain = Some(Drain {
+            deadline: self.now + self.shared.shutdown_timeout,
+            at_start: open,
+            closing: false,
+            cut: false,
+            dropped: 0,
+            unsent: 0,
+        });
+        debug!(worker = self.id, connections = open, "worker draining");
+    }
+
+    /// Queues close 1001 on an upgraded connection behind what is already queued for it (nothing
+    /// for one still in its handshake or already closed). Unlike [`State::close_with`] it arms
+    /// no close deadline now: the peer gets `CLOSE_TIMEOUT` to answer once the close frame is
+    /// actually sent (see `flush`), however long the queued data takes, up to the drain's deadline.
+    fn drain_close(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed || conn.proto.is_handshaking() {
+            return;
+        }
+        conn.out.provision(&mut self.pool);
+        match conn.proto.close(
+            CloseCode::GOING_AWAY,
+            "server shutting down",
+            conn.out.tail(),
+        ) {
+            Status::Open => {}
+            Status::Closing => conn.closing = true,
+            Status::Done => conn.close_after_flush = true,
+        }
+        mark_dirty(&mut self.dirty, conn, token);
+    }
+
+    /// At the drain's deadline: drops every connection left, whatever is still queued for it.
+    fn check_drain_deadline(&mut self) {
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        if drain.cut || self.now < drain.deadline {
+            return;
+        }
+        drain.cut = true;
+        for token in self.conns.tokens() {
+            if let Some(conn) = self.conns.get_mut(token)
+                && !conn.closed
+            {
+                drain.dropped += 1;
+                drain.unsent += (conn.sending as usize + conn.out.len()) as u64;
+                conn.close_now = true;
+                mark_dirty(&mut self.dirty, conn, token);
+            }
+        }
+        if drain.dropped > 0 {
+            debug!(
+                worker = self.id,
+                dropped = drain.dropped,
+                unsent_bytes = drain.unsent,
+                "shutdown timeout: dropping the connections left"
+            );
+        }
+    }
+
+    /// Adds this worker's drain outcome to the server's.
+    fn finish_drain(&mut self) {
+        let Some(drain) = &self.drain else { return };
+        let totals = &self.shared.drain;
+        totals.closed.fetch_add(
+            drain.at_start.saturating_sub(drain.dropped),
+            Ordering::Relaxed,
+        );
+        totals.dropped.fetch_add(drain.dropped, Ordering::Relaxed);
+        totals
+            .unsent_bytes
+            .fetch_add(drain.unsent, Ordering::Relaxed);
+        debug!(worker = self.id, "worker stopped");
     }
 
     /// Drops connections whose handshake or close handshake ran out of time.
@@ -501,6 +684,10 @@ impl<A: App> State<A> {
                 conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
                 add(&stats.bytes_out, conn.out.len() as u64);
                 driver.send(token, conn.out.take());
+            } else if drained && conn.closing && self.drain.is_some() {
+                // Draining: the close frame (behind the queued data) is sent; now the peer has
+                // CLOSE_TIMEOUT to answer it. (Arming twice is harmless: the first entry wins.)
+                self.closings.arm(self.now, token);
             }
             let backlog = conn.sending as usize + conn.out.len();
             self.queued.set(token, backlog);
@@ -637,5 +824,11 @@ impl<A: App> Handler for Bridge<'_, A> {
         if !self.app.http_request(req, out) {
             routes::respond(req, self.shared, out);
         }
+    }
+
+    fn accepts_upgrades(&self) -> bool {
+        // Draining: an upgrade request finished after the signal gets 503, not a connection that
+        // would be closed at once.
+        !self.shared.is_draining()
     }
 }

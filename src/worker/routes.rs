@@ -26,7 +26,9 @@ pub fn respond(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
     }
 }
 
-/// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts.
+/// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts; while the
+/// server drains, `503 {"status":"draining",...}` with the same fields, so a load balancer stops
+/// sending new clients here.
 fn health(shared: &Shared, out: &mut Vec<u8>) {
     let mut body = String::with_capacity(128);
     let mut total = 0;
@@ -55,10 +57,23 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
             w.closed_backpressure.load(Ordering::Relaxed),
         );
     }
+    let draining = shared.is_draining();
     let _ = write!(
         body,
-        r#"{{"status":"ok","io":"{}","connections":{total},"workers":[{workers}]}}"#,
+        r#"{{"status":"{}","io":"{}","connections":{total},"workers":[{workers}]}}"#,
+        if draining { "draining" } else { "ok" },
         shared.backend
     );
-    write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+    if draining {
+        write_response(
+            out,
+            503,
+            "Service Unavailable",
+            "application/json",
+            &[],
+            body.as_bytes(),
+        );
+    } else {
+        write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+    }
 }

@@ -66,8 +66,10 @@ pub fn io_mode(backend: Backend) -> IoMode {
 
 /// Starts an echo server on 127.0.0.1:0 with one worker on `backend`; `tweak` may change any knob.
 ///
-/// Dropping the server stops it. Declare clients after it so they are dropped first: a client that
-/// is still open at the stop gets close 1001, and the server waits up to 5 s for its answer.
+/// Dropping the server stops it (drains). Declare clients after it so they are dropped first: a
+/// client that is still open at the stop gets close 1001, and the server waits up to 5 s for its
+/// answer (`shutdown_timeout` 5 here, so a test's client that never reads cannot hold a test for
+/// the default 30 s).
 pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut cfg = Config {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -75,6 +77,7 @@ pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server {
         cluster_workers: Workers::Count(1),
         io: io_mode(backend),
         app: AppKind::Echo,
+        shutdown_timeout: 5,
         ..Config::default()
     };
     tweak(&mut cfg);
