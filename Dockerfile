@@ -19,9 +19,10 @@
 #
 # --stop-timeout / `docker stop -t` / compose `stop_grace_period`
 #   `docker stop` sends STOPSIGNAL (SIGTERM) and SIGKILLs after 10 s by default. On SIGTERM wsd
-#   stops accepting, closes every connection with 1001 and exits 0 once they are closed (or after
-#   its drain timeout: 5 s today, SHUTDOWN_TIMEOUT with a 30 s default once that setting lands).
-#   Give Docker more time than the drain, e.g. 45 s, or clients lose the clean close.
+#   stops accepting, answers /health with 503 draining, sends queued data and then close 1001 on
+#   every connection, and exits 0 once they are closed or SHUTDOWN_TIMEOUT (default 30 s) passes
+#   (README.md, "Graceful shutdown"). Give Docker more time than the drain, e.g. 45 s, or clients
+#   lose the clean close.
 #
 # CPUs
 #   CLUSTER_WORKERS=auto starts one worker per CPU in the process's affinity mask, which is what

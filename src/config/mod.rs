@@ -302,8 +302,8 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_shutdown_timeout)]
     pub shutdown_timeout: u32,
 
-    /// Most open WebSocket and HTTP connections, process-wide; beyond it upgrades are answered
-    /// 503 with Retry-After. `auto`: the open file limit minus a margin of 64, so wsd refuses
+    /// Most open WebSocket and HTTP connections, process-wide; beyond it new connections are
+    /// answered 503 with Retry-After. `auto`: the open file limit minus a margin of 64, so wsd refuses
     /// cleanly instead of failing accept() with EMFILE.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = MaxConnections::Auto, value_parser = parse_max_connections)]
     pub max_connections: MaxConnections,

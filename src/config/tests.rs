@@ -1,4 +1,5 @@
 //! Flag parsing, defaults and the one-line refusals.
+
 use super::*;
 
 fn parse(args: &[&str]) -> Result<Config, String> {
