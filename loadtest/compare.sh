@@ -19,6 +19,9 @@
 #                  measured window: the figure that ranks servers on 2 cores
 #   ratio          srv µs/op divided by wsd's in the same scenario (lower is better)
 #   idle KiB/conn  connect rows: (VmRSS after - VmRSS before) / connections held
+#   server RSS     the server's VmRSS in MiB before the load generator connected -> at the end of the
+#                  measured window (connect: after the idle hold), and in brackets its VmHWM then (peak
+#                  since the server started)
 #   deliv/srv-CPU-s  fanout rows: deliveries per second of server CPU time
 #   load check     "ok (loadgen N%)" when wsd-loadtest used less than LOADGEN_MAX of its core,
 #                  "ok (server N%)" when the server was at >= SERVER_BUSY of its core,
@@ -235,7 +238,7 @@ other_load() {
         'BEGIN {if (m > 0 && o != "") printf "%.2f", o / m}'
 }
 
-declare -A RATE OPCPU LGCPU LGUTIL SRVUTIL KIB DPC P99 OTHER OKRUNS ALLRUNS
+declare -A RATE OPCPU LGCPU LGUTIL SRVUTIL KIB DPC P99 OTHER OKRUNS ALLRUNS RSS0 RSS1 RSSP
 
 # record KEY SCENARIO JSON: adds one run's figures to the per-row lists.
 record() {
@@ -249,6 +252,9 @@ record() {
         connect)
             RATE[$key]+=" $(jnum connects_per_s "$json")"
             KIB[$key]+=" $(jnum rss_kib_per_conn "$json")"
+            RSS0[$key]+=" $(jnum rss_before_kib "$json")"
+            RSS1[$key]+=" $(jnum rss_after_kib "$json")"
+            RSSP[$key]+=" $(jnum rss_peak_kib "$json")"
             P99[$key]+=" $(json_p99 "$json")" ;;
         fanout)
             RATE[$key]+=" $(jnum deliveries_per_s "$json")"
@@ -262,7 +268,20 @@ record() {
         LGUTIL[$key]+=" $(div "$(jnum loadgen_cpu_s "$json")" "$m")"
         SRVUTIL[$key]+=" $(div "$(jnum server_cpu_s "$json")" "$m")"
         OTHER[$key]+=" $(other_load "$json")"
+        RSS0[$key]+=" $(jnum server_rss_start_kib "$json")"
+        RSS1[$key]+=" $(jnum server_rss_end_kib "$json")"
+        RSSP[$key]+=" $(jnum server_rss_peak_kib "$json")"
     fi
+}
+
+# rss_cell KEY: "start → end (peak)" in MiB, medians of the runs.
+rss_cell() {
+    local a b p
+    a=$(median ${RSS0[$1]:-}) b=$(median ${RSS1[$1]:-}) p=$(median ${RSSP[$1]:-})
+    if [ "$a" = n/a ] || [ "$b" = n/a ]; then printf 'n/a'; return; fi
+    awk -v a="$a" -v b="$b" -v p="$p" 'BEGIN {
+        printf "%.1f → %.1f", a / 1024, b / 1024
+        if (p != "n/a") printf " (%.1f)", p / 1024 }'
 }
 
 START_TIME=$(date +%s)
@@ -316,7 +335,9 @@ for rep in $(seq "$REPS"); do
             log "  rate $(jnum msg_per_s "$json")$(jnum connects_per_s "$json")$(jnum deliveries_per_s "$json")," \
                 "server $(jnum server_cpu_us_per_msg "$json")$(jnum server_cpu_us_per_delivery "$json") µs/op," \
                 "loadgen $(jnum loadgen_cpu_us_per_msg "$json")$(jnum loadgen_cpu_us_per_delivery "$json") µs/op," \
-                "$(jnum rss_kib_per_conn "$json") KiB/conn"
+                "$(jnum rss_kib_per_conn "$json") KiB/conn," \
+                "server RSS $(jnum server_rss_start_kib "$json")$(jnum rss_before_kib "$json") ->" \
+                "$(jnum server_rss_end_kib "$json")$(jnum rss_after_kib "$json") KiB"
         done
     done
 done
@@ -353,8 +374,8 @@ ELAPSED=$(($(date +%s) - START_TIME))
     echo "wsd comparison: medians of $REPS run(s), ${DURATION} s measured after ${WARMUP} s warm-up; server on core" \
         "$SERVER_CPU, wsd-loadtest on core $LOAD_CPU; $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); took ${ELAPSED} s"
     echo
-    echo "| scenario | server | rate /s | server CPU µs/op | ratio to wsd | idle KiB/conn | deliveries per server CPU-s | loadgen CPU µs/op | p99 µs | load check | other load (cores, max) | ok runs |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+    echo "| scenario | server | rate /s | server CPU µs/op | ratio to wsd | idle KiB/conn | server RSS MiB start → end (peak) | deliveries per server CPU-s | loadgen CPU µs/op | p99 µs | load check | other load (cores, max) | ok runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     for scen in $SCENARIOS; do
         base_op=$(median ${OPCPU["wsd|$scen"]:-})
         base_kib=$(median ${KIB["wsd|$scen"]:-})
@@ -364,11 +385,12 @@ ELAPSED=$(($(date +%s) - START_TIME))
             op=$(median ${OPCPU[$key]:-})
             kib=$(median ${KIB[$key]:-})
             if [ "$scen" = connect ]; then ratio=$(div "$kib" "$base_kib"); else ratio=$(div "$op" "$base_op"); fi
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$(label "$scen")" "$s" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$(label "$scen")" "$s" \
                 "$(fmt '%.0f' "$(median ${RATE[$key]:-})")" \
                 "$(fmt '%.2f' "$op")" \
                 "$(fmt '%.2f' "$ratio")" \
                 "$(fmt '%.2f' "$kib")" \
+                "$(rss_cell "$key")" \
                 "$(fmt '%.0f' "$(median ${DPC[$key]:-})")" \
                 "$(fmt '%.2f' "$(median ${LGCPU[$key]:-})")" \
                 "$(fmt '%.0f' "$(median ${P99[$key]:-})")" \

@@ -8,7 +8,7 @@ use rustix::io::Errno;
 
 use crate::conn::{Conn, Fail, Shared, State};
 use crate::frame::{OP_BINARY, OP_TEXT, ServerFrameParser, client_frame, payload};
-use crate::proc::{MachineSeconds, MachineTicks, cpu_seconds, machine_ticks};
+use crate::proc::{MachineSeconds, MachineTicks, RssSpan, cpu_seconds, machine_ticks, rss};
 use crate::stats::Stats;
 use crate::url::{Target, upgrade_request};
 
@@ -40,6 +40,8 @@ pub struct Outcome {
     pub own_cpu: Option<f64>,
     /// Machine-wide CPU seconds by class over the measured window.
     pub machine: Option<MachineSeconds>,
+    /// The server's resident memory from before the first connection to the end of the window.
+    pub server_rss: Option<RssSpan>,
     /// Problems that did not stop the run (e.g. the server's /proc entry vanished).
     pub warnings: Vec<String>,
 }
@@ -94,6 +96,10 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     if let Some(pid) = cfg.server_pid {
         cpu_seconds(Some(pid)).map_err(|e| format!("--server-pid {pid}: {e}"))?;
     }
+    let rss_start = match cfg.server_pid {
+        Some(pid) => Some(rss(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
+        None => None,
+    };
     let opcode = if cfg.binary { OP_BINARY } else { OP_TEXT };
     let frame = client_frame(opcode, &payload(cfg.size));
     let batch = frame.repeat(cfg.in_flight);
@@ -183,6 +189,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             server_cpu: None,
             own_cpu: None,
             machine: None,
+            server_rss: RssSpan::finish(cfg.server_pid, rss_start, &mut warnings),
             warnings,
         });
     }
@@ -236,6 +243,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     let stop = Instant::now();
     stats.stop_measuring();
     let after = cpu_snapshot(cfg.server_pid);
+    let server_rss = RssSpan::finish(cfg.server_pid, rss_start, &mut warnings);
     drop(conns);
     if let Some(e) = first_error {
         warnings.push(format!("first error: {e}"));
@@ -249,6 +257,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             server_cpu: None,
             own_cpu: None,
             machine: None,
+            server_rss: RssSpan::finish(cfg.server_pid, rss_start, &mut warnings),
             warnings,
         });
     };
@@ -276,6 +285,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         server_cpu,
         own_cpu,
         machine,
+        server_rss,
         warnings,
     })
 }

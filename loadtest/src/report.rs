@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::driver::{Config, Outcome};
-use crate::proc::MachineSeconds;
+use crate::proc::{MachineSeconds, RssSpan};
 use crate::stats::Errors;
 
 /// The numbers of a finished run, derived once for both output forms.
@@ -26,6 +26,8 @@ pub struct Summary {
     pub own_cpu_s: Option<f64>,
     /// Machine-wide CPU seconds by class over the window.
     pub machine: Option<MachineSeconds>,
+    /// The server's resident memory over the run (with a PID).
+    pub server_rss: Option<RssSpan>,
     pub clock_ticks: u64,
     pub warnings: Vec<String>,
 }
@@ -66,6 +68,7 @@ impl Summary {
             server_cpu_s: out.server_cpu,
             own_cpu_s: out.own_cpu,
             machine: out.machine,
+            server_rss: out.server_rss,
             clock_ticks,
             warnings: out.warnings.clone(),
         }
@@ -146,6 +149,7 @@ impl Summary {
                 self.server_cpu_s,
                 format!(" (pid {pid})"),
             ));
+            o.push_str(&RssSpan::human(self.server_rss));
         }
         o.push_str(&cpu("loadgen CPU", self.own_cpu_s, String::new()));
         if let Some(m) = self.machine {
@@ -186,7 +190,7 @@ impl Summary {
             "{{\"url\":{},\"connections\":{},\"connected\":{},\"payload_bytes\":{},\"binary\":{},\
              \"in_flight\":{},\"warmup_s\":{:.3},\"measured_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},\
              \"latency_us\":{lat},\"errors\":{},\"connect_failed\":{},\"bad_frames\":{},\"closed\":{},\
-             \"server_pid\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
+             \"server_pid\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},{},\
              \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_msg\":{},\"softirq_s\":{},\"softirq_us_per_msg\":{},\
              \"irq_s\":{},\"steal_s\":{},\"other_cpu_s\":{},\"idle_s\":{},\"clock_ticks_per_s\":{},\"warnings\":[{}]}}",
             json_str(&self.url),
@@ -207,6 +211,7 @@ impl Summary {
                 .map_or("null".to_string(), |p| p.to_string()),
             num(self.server_cpu_s),
             num(self.per_msg(self.server_cpu_s)),
+            RssSpan::json_members(self.server_rss),
             num(self.own_cpu_s),
             num(self.per_msg(self.own_cpu_s)),
             num(self.machine.map(|m| m.softirq)),
