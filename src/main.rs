@@ -13,6 +13,8 @@ use wsd::server::Server;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, so that as little of the heap as possible is faulted in as huge pages.
+    let thp = wsd::server::disable_transparent_huge_pages();
     let config = Config::from_args();
     let filter = tracing_subscriber::EnvFilter::new(format!("wsd={}", config.log_level.as_str()));
     tracing_subscriber::fmt()
@@ -21,6 +23,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if let Err(e) = thp {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off");
+    }
     match wsd::server::raise_nofile_limit() {
         Ok(limit) => info!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
