@@ -11,6 +11,7 @@ mod proc;
 mod report;
 mod stats;
 mod upgrade;
+mod uring;
 mod url;
 
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
         connect_timeout: args.connect_timeout,
         server_pid: args.server_pid,
         busy_poll: args.busy_poll,
+        io: args.io,
     };
     let outcome = driver::run(&cfg)?;
     let summary = report::Summary::new(&args.url, &cfg, &outcome, proc::clock_ticks_per_second());
