@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use tracing::{debug, warn};
 
 use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
+use crate::table::Chunked;
 use bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 
@@ -96,7 +97,8 @@ pub struct UringDriver {
     accept_armed: bool,
     waker: Waker,
     wake_armed: bool,
-    socks: Vec<Option<Sock>>,
+    /// Indexed by token; grows in chunks (`table.rs`).
+    socks: Chunked<Option<Sock>>,
     /// Slots whose multishot receive ended without an error and must be re-armed after buffers
     /// are returned.
     rearm: Vec<u32>,
@@ -158,7 +160,7 @@ impl UringDriver {
             accept_armed: false,
             waker,
             wake_armed: false,
-            socks: Vec::new(),
+            socks: Chunked::new(),
             rearm: Vec::new(),
             released: Vec::new(),
             cqes: Vec::with_capacity(params.cq_entries as usize),
