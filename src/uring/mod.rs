@@ -79,14 +79,23 @@ struct Sock {
     recv_armed: bool,
     /// The send in flight; its buffers belong to the kernel until its completion.
     send: Option<SendOp>,
-    /// The iovecs and message header of a vectored send in flight (kept for reuse).
-    iov: Vec<libc::iovec>,
-    msg: Option<Box<libc::msghdr>>,
+    /// The iovecs and message header of a vectored send in flight (kept for reuse), allocated on
+    /// the connection's first vectored send: an idle or echo-only connection keeps one pointer.
+    vectored: Option<Box<Vectored>>,
     /// `close` was called: report nothing more, release when nothing is in flight.
     closing: bool,
     /// Reading is paused (`set_reading(false)`): the receive is cancelled and not re-armed.
     paused: bool,
 }
+
+/// What a `SendMsg` points to: its iovecs and its message header.
+struct Vectored {
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+// Per-connection memory (STYLE.md: state is a budget); the vectored-send state is boxed to keep it.
+const _: () = assert!(size_of::<Option<Sock>>() <= 88);
 
 /// A worker's io_uring ring, its listener and its connections' sockets.
 pub struct UringDriver {
@@ -260,8 +269,7 @@ impl UringDriver {
             fd,
             generation,
             send,
-            iov,
-            msg,
+            vectored,
             ..
         } = sock;
         let Some(op) = send.as_ref() else { return };
@@ -280,6 +288,13 @@ impl UringDriver {
                 .build()
         } else {
             // Shared frames and owned bytes: one sendmsg over the bytes not yet sent.
+            let Vectored { iov, msg: header } = &mut **vectored.get_or_insert_with(|| {
+                Box::new(Vectored {
+                    iov: Vec::new(),
+                    // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
+                    msg: unsafe { std::mem::zeroed() },
+                })
+            });
             iov.clear();
             let mut skip = op.sent;
             let segments = op
@@ -303,11 +318,9 @@ impl UringDriver {
                     break;
                 }
             }
-            // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
-            let header = msg.get_or_insert_with(|| Box::new(unsafe { std::mem::zeroed() }));
             header.msg_iov = iov.as_mut_ptr();
             header.msg_iovlen = iov.len();
-            opcode::SendMsg::new(fd, &raw const **header)
+            opcode::SendMsg::new(fd, &raw const *header)
                 .flags(flags)
                 .build()
         };
@@ -499,8 +512,7 @@ impl Driver for UringDriver {
             generation: token.generation,
             recv_armed: false,
             send: None,
-            iov: Vec::new(),
-            msg: None,
+            vectored: None,
             closing: false,
             paused: false,
         });
