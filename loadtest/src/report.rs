@@ -14,6 +14,8 @@ pub struct Summary {
     pub payload: usize,
     pub binary: bool,
     pub in_flight: usize,
+    /// How the sockets were driven (`epoll` or `uring`).
+    pub io: &'static str,
     pub warmup_s: f64,
     pub measured_s: f64,
     pub messages: u64,
@@ -54,6 +56,10 @@ impl Summary {
             payload: cfg.size,
             binary: cfg.binary,
             in_flight: cfg.in_flight,
+            io: match cfg.io {
+                crate::driver::Io::Epoll => "epoll",
+                crate::driver::Io::Uring => "uring",
+            },
             warmup_s: cfg.warmup.as_secs_f64(),
             measured_s,
             messages: st.messages,
@@ -104,8 +110,8 @@ impl Summary {
         );
         let _ = writeln!(
             o,
-            "  payload      {} B {kind}, {} in flight per connection",
-            self.payload, self.in_flight
+            "  payload      {} B {kind}, {} in flight per connection; sockets on {}",
+            self.payload, self.in_flight, self.io
         );
         let _ = writeln!(
             o,
@@ -188,7 +194,7 @@ impl Summary {
         let warnings: Vec<String> = self.warnings.iter().map(|w| json_str(w)).collect();
         format!(
             "{{\"url\":{},\"connections\":{},\"connected\":{},\"payload_bytes\":{},\"binary\":{},\
-             \"in_flight\":{},\"warmup_s\":{:.3},\"measured_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},\
+             \"in_flight\":{},\"io\":\"{}\",\"warmup_s\":{:.3},\"measured_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},\
              \"latency_us\":{lat},\"errors\":{},\"connect_failed\":{},\"bad_frames\":{},\"closed\":{},\
              \"server_pid\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},{},\
              \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_msg\":{},\"softirq_s\":{},\"softirq_us_per_msg\":{},\
@@ -199,6 +205,7 @@ impl Summary {
             self.payload,
             self.binary,
             self.in_flight,
+            self.io,
             self.warmup_s,
             self.measured_s,
             self.messages,
