@@ -1,5 +1,6 @@
 //! wsd-loadtest entry point: parses arguments, raises the open-file limit, runs the chosen scenario (echo, connect, fanout) and prints its report.
 
+mod bufring;
 mod cli;
 mod conn;
 mod connect;

@@ -3,21 +3,23 @@
 //! completions, instead of one `recv` and one `send` system call per message plus `epoll_wait`.
 //!
 //! Connections are opened and upgraded by the epoll loop in [`crate::driver`] and handed over
-//! ready. Each connection has one receive in flight at all times (into its own buffer) and at most
-//! one send (a slice of the prebuilt frame batch). Accounting is [`Conn::on_bytes`] and
-//! [`Conn::wrote`], the same code the epoll loop uses.
+//! ready. Each connection has one multishot receive armed (into the shared provided-buffer ring,
+//! [`crate::bufring`]; re-armed only when a completion lacks the MORE flag) and at most one send (a
+//! slice of the prebuilt frame batch). Accounting is [`Conn::on_bytes`] and [`Conn::wrote`], the
+//! same code the epoll loop uses.
 //!
-//! Ownership: an operation's buffer must stay valid until its completion is reaped. The receive
-//! buffers and this module's copy of the frame batch are owned here; at the end every receive is
-//! cancelled and its completion awaited, and if some never arrive the buffers are leaked rather
-//! than freed.
+//! Ownership: an operation's buffer must stay valid until its completion is reaped. The buffer
+//! ring and this module's copy of the frame batch are owned here; at the end every receive is
+//! cancelled and its last completion awaited, and if some never arrive both are leaked rather than
+//! freed.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
 
+use crate::bufring::BufRing;
 use crate::conn::{Conn, Fail, Shared};
 use crate::driver::{CpuSnapshot, count_fail, cpu_snapshot};
 use crate::stats::Stats;
@@ -25,10 +27,10 @@ use crate::stats::Stats;
 const RECV: u64 = 0;
 const SEND: u64 = 1;
 const CANCEL: u64 = 2;
-/// `IORING_RECVSEND_POLL_FIRST` (the io-uring crate's copy is per architecture).
-const RECVSEND_POLL_FIRST: u16 = 1;
-/// Bytes per connection's receive buffer (an echo larger than this arrives in several completions).
-const RECV_BUF: usize = 64 * 1024;
+/// The buffer group of the receive ring.
+const BGID: u16 = 0;
+/// Largest receive buffer (an echo larger than this arrives in several completions).
+const RECV_BUF_MAX: usize = 64 * 1024;
 
 /// How the warm-up and measured phase went.
 pub struct Phase {
@@ -41,7 +43,7 @@ pub struct Phase {
 
 /// The io_uring side of one connection.
 struct Side {
-    buf: Box<[u8]>,
+    /// A multishot receive is armed.
     recv_armed: bool,
     /// Bytes of the send in flight (0: none).
     sending: usize,
@@ -74,10 +76,14 @@ pub fn run(
         .map_err(|e| format!("io_uring_setup: {e}"))?;
     // Owned here so that it can be leaked with the receive buffers if a send never completes.
     let batch: Box<[u8]> = sh.batch.into();
-    let recv_len = RECV_BUF.min(sh.frame_len.max(4096) * sh.in_flight.max(1));
+    // One buffer per completion; a turn reaps at most one receive per connection before they are
+    // all handed back, so 2 per connection leaves room.
+    let buffers = u16::try_from((2 * n).next_power_of_two().clamp(64, 32768)).unwrap_or(32768);
+    let buf_size = (sh.frame_len * sh.in_flight.max(1)).clamp(2048, RECV_BUF_MAX);
+    let buf_size = u32::try_from(buf_size).unwrap_or(65536);
+    let mut bufring = BufRing::new(&ring.submitter(), BGID, buffers, buf_size)?;
     let mut sides: Vec<Side> = (0..n)
         .map(|_| Side {
-            buf: vec![0u8; recv_len].into_boxed_slice(),
             recv_armed: false,
             sending: 0,
         })
@@ -92,7 +98,7 @@ pub fn run(
     let mut alive = dirty.len();
     let mut in_flight = 0usize;
     let mut window: Option<(Instant, CpuSnapshot)> = None;
-    let mut cqes: Vec<(u64, i32)> = Vec::with_capacity(entries as usize * 2);
+    let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(entries as usize * 2);
     let mut result = Ok(());
     loop {
         let now = Instant::now();
@@ -109,16 +115,12 @@ pub fn run(
             };
             let fd = types::Fd(conn.fd().as_raw_fd());
             if !side.recv_armed {
-                let len = u32::try_from(side.buf.len()).unwrap_or(u32::MAX);
-                // Poll first: the echo is not there yet when the receive is submitted (right after
-                // the send), so trying the socket at once would only fail and arm the poll anyway.
-                let sqe = opcode::Recv::new(fd, side.buf.as_mut_ptr(), len)
-                    .ioprio(RECVSEND_POLL_FIRST)
+                let sqe = opcode::RecvMulti::new(fd, BGID)
                     .build()
                     .user_data(user_data(idx, RECV));
-                // SAFETY: the buffer is `sides[idx].buf`, which is neither moved (boxed) nor
-                // freed until this receive's completion has been reaped (or is leaked, see the
-                // end of `run`); nothing else touches it until then (`recv_armed`).
+                // SAFETY: the receive writes only into the registered buffer ring, which is
+                // freed only after the ring is dropped with nothing in flight (or leaked, see the
+                // end of `run`).
                 unsafe { push(&mut ring, &sqe) }?;
                 side.recv_armed = true;
                 in_flight += 1;
@@ -152,24 +154,37 @@ pub fn run(
             }
         }
         cqes.clear();
-        cqes.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        cqes.extend(
+            ring.completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
         let now = Instant::now();
-        for &(ud, res) in &cqes {
+        for &(ud, res, flags) in &cqes {
             let idx = (ud >> 2) as usize;
             let kind = ud & 3;
             if kind == CANCEL {
                 continue;
             }
-            in_flight = in_flight.saturating_sub(1);
+            let ended = kind != RECV || !cqueue::more(flags);
+            if ended {
+                in_flight = in_flight.saturating_sub(1);
+            }
+            let bid = cqueue::buffer_select(flags);
             let (Some(slot), Some(side)) = (conns.get_mut(idx), sides.get_mut(idx)) else {
+                if let Some(bid) = bid {
+                    bufring.recycle(bid);
+                }
                 continue;
             };
             let outcome = match kind {
                 RECV => {
-                    side.recv_armed = false;
-                    match slot.as_mut() {
+                    if ended {
+                        side.recv_armed = false;
+                    }
+                    let transient = [Errno::INTR, Errno::NOBUFS].map(|e| -e.raw_os_error());
+                    let outcome = match slot.as_mut() {
                         None => Ok(()),
-                        Some(_) if res == -(Errno::INTR.raw_os_error()) => Ok(()),
+                        Some(_) if transient.contains(&res) => Ok(()),
                         Some(_) if res < 0 => Err(Fail::Closed(format!(
                             "recv: {}",
                             Errno::from_raw_os_error(-res)
@@ -177,11 +192,17 @@ pub fn run(
                         Some(_) if res == 0 => {
                             Err(Fail::Closed("server closed the connection".into()))
                         }
-                        Some(conn) => {
-                            let got = side.buf.get(..res as usize).unwrap_or_default();
-                            conn.on_bytes(got, stats, now).map(|_| ())
-                        }
+                        Some(conn) => match bid {
+                            Some(bid) => conn
+                                .on_bytes(bufring.filled(bid, res as usize), stats, now)
+                                .map(|_| ()),
+                            None => Err(Fail::BadFrame("a receive without a buffer".into())),
+                        },
+                    };
+                    if let Some(bid) = bid {
+                        bufring.recycle(bid);
                     }
+                    outcome
                 }
                 _ => {
                     side.sending = 0;
@@ -210,6 +231,7 @@ pub fn run(
                 }
             }
         }
+        bufring.publish();
         dirty.sort_unstable();
         dirty.dedup();
     }
@@ -217,9 +239,11 @@ pub fn run(
     let stop = Instant::now();
     let after = cpu_snapshot(server_pid);
     let drained = drain(&mut ring, &sides, in_flight);
+    // The ring goes first, so that the kernel lets go of the buffer ring before it is freed.
+    drop(ring);
     if !drained {
         // Some operation may still use its buffer: never free it.
-        std::mem::forget(sides);
+        std::mem::forget(bufring);
         std::mem::forget(batch);
     }
     result.map(|()| Phase {
@@ -289,7 +313,8 @@ fn drain(ring: &mut IoUring, sides: &[Side], mut in_flight: usize) -> bool {
             Err(_) => return false,
         }
         for cqe in ring.completion() {
-            if cqe.user_data() & 3 != CANCEL {
+            let kind = cqe.user_data() & 3;
+            if kind == SEND || (kind == RECV && !cqueue::more(cqe.flags())) {
                 in_flight = in_flight.saturating_sub(1);
             }
         }
