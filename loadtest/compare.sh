@@ -37,6 +37,8 @@
 #   CONNECT_N=10000 CONNECT_SETTLE=2 FANOUT_SUBS=1000 FANOUT_WINDOW=32
 #   SERVER_CPU=0 LOAD_CPU=1 SETTLE=1 MAX_OTHER=0.05 RETRIES=2 LOADGEN_MAX=0.90 SERVER_BUSY=0.90
 #   WSD_BIN=path            use this wsd binary instead of building target/release/wsd
+#   LOADGEN_IO=epoll        how wsd-loadtest drives its sockets in the echo scenarios (epoll|uring;
+#                           measured equal in BENCHMARKS.md)
 #   OUT=DIR                 raw JSON, server logs and the table (default: a new /tmp dir)
 #   NO_BUILD=1              skip builds and installs
 set -uo pipefail
@@ -61,6 +63,7 @@ RETRIES=${RETRIES:-2}
 LOADGEN_MAX=${LOADGEN_MAX:-0.90}
 SERVER_BUSY=${SERVER_BUSY:-0.90}
 NO_BUILD=${NO_BUILD:-0}
+LOADGEN_IO=${LOADGEN_IO:-epoll}
 
 LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LT_DIR/.." && pwd)
@@ -214,7 +217,8 @@ run_loadgen() {
     case $scen in
         echo:*)
             conns=${scen#echo:}; size=${conns#*x}; conns=${conns%x*}
-            CMD=(echo --url "$url" --connections "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP") ;;
+            CMD=(echo --url "$url" --connections "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
+                --io "$LOADGEN_IO") ;;
         connect)
             CMD=(connect --url "$url" --connections "$CONNECT_N" --settle "$CONNECT_SETTLE" --timeout 60) ;;
         fanout)
