@@ -2,10 +2,10 @@
 //!
 //! A `Vec` of per-connection state doubles as connections arrive: each doubling copies the table
 //! and frees the old one, and an idle worker makes no allocator calls that would return those
-//! pages, so the old copies stay resident (measured: 10,000 idle connections held 0.52 to 0.77
-//! KiB each with doubling tables, 0.52 every time without; BENCHMARKS.md). A [`Chunked`] table
-//! allocates [`CHUNK`] entries at a time, never moves an entry and never holds more than one
-//! partly used chunk, so its memory follows the number of connections.
+//! pages, so the old copies stay resident (measured: 10,000 idle connections held 0.54 to 0.77
+//! KiB each with doubling tables, 0.49 to 0.52 in every run without; BENCHMARKS.md). A
+//! [`Chunked`] table allocates [`CHUNK`] entries at a time, never moves an entry and never holds
+//! more than one partly used chunk, so its memory follows the number of connections.
 
 use std::ops::{Index, IndexMut};
 
