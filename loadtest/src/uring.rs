@@ -100,7 +100,7 @@ pub fn run(
     let mut window: Option<(Instant, CpuSnapshot)> = None;
     let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(entries as usize * 2);
     let mut result = Ok(());
-    loop {
+    'turns: loop {
         let now = Instant::now();
         if window.is_none() && now >= warmup_end {
             window = Some((now, cpu_snapshot(server_pid)));
@@ -121,7 +121,10 @@ pub fn run(
                 // SAFETY: the receive writes only into the registered buffer ring, which is
                 // freed only after the ring is dropped with nothing in flight (or leaked, see the
                 // end of `run`).
-                unsafe { push(&mut ring, &sqe) }?;
+                if let Err(e) = unsafe { push(&mut ring, &sqe) } {
+                    result = Err(e);
+                    break 'turns;
+                }
                 side.recv_armed = true;
                 in_flight += 1;
             }
@@ -134,7 +137,10 @@ pub fn run(
                     .user_data(user_data(idx, SEND));
                 // SAFETY: the bytes are inside `batch`, owned by this function, never written,
                 // and freed only once every operation has completed (or leaked, see below).
-                unsafe { push(&mut ring, &sqe) }?;
+                if let Err(e) = unsafe { push(&mut ring, &sqe) } {
+                    result = Err(e);
+                    break 'turns;
+                }
                 side.sending = unsent.len();
                 in_flight += 1;
             }
@@ -150,7 +156,7 @@ pub fn run(
             Err(e) if is_transient(&e) => {}
             Err(e) => {
                 result = Err(format!("io_uring_enter: {e}"));
-                break;
+                break 'turns;
             }
         }
         cqes.clear();
