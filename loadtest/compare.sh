@@ -19,6 +19,9 @@
 #                  measured window: the figure that ranks servers on 2 cores
 #   ratio          srv µs/op divided by wsd's in the same scenario (lower is better)
 #   idle KiB/conn  connect rows: (VmRSS after - VmRSS before) / connections held
+#   server RSS     the server's VmRSS in MiB before the load generator connected -> at the end of the
+#                  measured window (connect: after the idle hold), and in brackets its VmHWM then (peak
+#                  since the server started)
 #   deliv/srv-CPU-s  fanout rows: deliveries per second of server CPU time
 #   load check     "ok (loadgen N%)" when wsd-loadtest used less than LOADGEN_MAX of its core,
 #                  "ok (server N%)" when the server was at >= SERVER_BUSY of its core,
@@ -34,6 +37,8 @@
 #   CONNECT_N=10000 CONNECT_SETTLE=2 FANOUT_SUBS=1000 FANOUT_WINDOW=32
 #   SERVER_CPU=0 LOAD_CPU=1 SETTLE=1 MAX_OTHER=0.05 RETRIES=2 LOADGEN_MAX=0.90 SERVER_BUSY=0.90
 #   WSD_BIN=path            use this wsd binary instead of building target/release/wsd
+#   LOADGEN_IO=epoll        how wsd-loadtest drives its sockets in the echo scenarios (epoll|uring;
+#                           measured equal in BENCHMARKS.md)
 #   OUT=DIR                 raw JSON, server logs and the table (default: a new /tmp dir)
 #   NO_BUILD=1              skip builds and installs
 set -uo pipefail
@@ -58,6 +63,7 @@ RETRIES=${RETRIES:-2}
 LOADGEN_MAX=${LOADGEN_MAX:-0.90}
 SERVER_BUSY=${SERVER_BUSY:-0.90}
 NO_BUILD=${NO_BUILD:-0}
+LOADGEN_IO=${LOADGEN_IO:-epoll}
 
 LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LT_DIR/.." && pwd)
@@ -211,7 +217,8 @@ run_loadgen() {
     case $scen in
         echo:*)
             conns=${scen#echo:}; size=${conns#*x}; conns=${conns%x*}
-            CMD=(echo --url "$url" --connections "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP") ;;
+            CMD=(echo --url "$url" --connections "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
+                --io "$LOADGEN_IO") ;;
         connect)
             CMD=(connect --url "$url" --connections "$CONNECT_N" --settle "$CONNECT_SETTLE" --timeout 60) ;;
         fanout)
@@ -235,7 +242,7 @@ other_load() {
         'BEGIN {if (m > 0 && o != "") printf "%.2f", o / m}'
 }
 
-declare -A RATE OPCPU LGCPU LGUTIL SRVUTIL KIB DPC P99 OTHER OKRUNS ALLRUNS
+declare -A RATE OPCPU LGCPU LGUTIL SRVUTIL KIB DPC P99 OTHER OKRUNS ALLRUNS RSS0 RSS1 RSSP
 
 # record KEY SCENARIO JSON: adds one run's figures to the per-row lists.
 record() {
@@ -249,6 +256,9 @@ record() {
         connect)
             RATE[$key]+=" $(jnum connects_per_s "$json")"
             KIB[$key]+=" $(jnum rss_kib_per_conn "$json")"
+            RSS0[$key]+=" $(jnum rss_before_kib "$json")"
+            RSS1[$key]+=" $(jnum rss_after_kib "$json")"
+            RSSP[$key]+=" $(jnum rss_peak_kib "$json")"
             P99[$key]+=" $(json_p99 "$json")" ;;
         fanout)
             RATE[$key]+=" $(jnum deliveries_per_s "$json")"
@@ -262,7 +272,20 @@ record() {
         LGUTIL[$key]+=" $(div "$(jnum loadgen_cpu_s "$json")" "$m")"
         SRVUTIL[$key]+=" $(div "$(jnum server_cpu_s "$json")" "$m")"
         OTHER[$key]+=" $(other_load "$json")"
+        RSS0[$key]+=" $(jnum server_rss_start_kib "$json")"
+        RSS1[$key]+=" $(jnum server_rss_end_kib "$json")"
+        RSSP[$key]+=" $(jnum server_rss_peak_kib "$json")"
     fi
+}
+
+# rss_cell KEY: "start → end (peak)" in MiB, medians of the runs.
+rss_cell() {
+    local a b p
+    a=$(median ${RSS0[$1]:-}) b=$(median ${RSS1[$1]:-}) p=$(median ${RSSP[$1]:-})
+    if [ "$a" = n/a ] || [ "$b" = n/a ]; then printf 'n/a'; return; fi
+    awk -v a="$a" -v b="$b" -v p="$p" 'BEGIN {
+        printf "%.1f → %.1f", a / 1024, b / 1024
+        if (p != "n/a") printf " (%.1f)", p / 1024 }'
 }
 
 START_TIME=$(date +%s)
@@ -316,7 +339,9 @@ for rep in $(seq "$REPS"); do
             log "  rate $(jnum msg_per_s "$json")$(jnum connects_per_s "$json")$(jnum deliveries_per_s "$json")," \
                 "server $(jnum server_cpu_us_per_msg "$json")$(jnum server_cpu_us_per_delivery "$json") µs/op," \
                 "loadgen $(jnum loadgen_cpu_us_per_msg "$json")$(jnum loadgen_cpu_us_per_delivery "$json") µs/op," \
-                "$(jnum rss_kib_per_conn "$json") KiB/conn"
+                "$(jnum rss_kib_per_conn "$json") KiB/conn," \
+                "server RSS $(jnum server_rss_start_kib "$json")$(jnum rss_before_kib "$json") ->" \
+                "$(jnum server_rss_end_kib "$json")$(jnum rss_after_kib "$json") KiB"
         done
     done
 done
@@ -353,8 +378,8 @@ ELAPSED=$(($(date +%s) - START_TIME))
     echo "wsd comparison: medians of $REPS run(s), ${DURATION} s measured after ${WARMUP} s warm-up; server on core" \
         "$SERVER_CPU, wsd-loadtest on core $LOAD_CPU; $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); took ${ELAPSED} s"
     echo
-    echo "| scenario | server | rate /s | server CPU µs/op | ratio to wsd | idle KiB/conn | deliveries per server CPU-s | loadgen CPU µs/op | p99 µs | load check | other load (cores, max) | ok runs |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+    echo "| scenario | server | rate /s | server CPU µs/op | ratio to wsd | idle KiB/conn | server RSS MiB start → end (peak) | deliveries per server CPU-s | loadgen CPU µs/op | p99 µs | load check | other load (cores, max) | ok runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     for scen in $SCENARIOS; do
         base_op=$(median ${OPCPU["wsd|$scen"]:-})
         base_kib=$(median ${KIB["wsd|$scen"]:-})
@@ -364,11 +389,12 @@ ELAPSED=$(($(date +%s) - START_TIME))
             op=$(median ${OPCPU[$key]:-})
             kib=$(median ${KIB[$key]:-})
             if [ "$scen" = connect ]; then ratio=$(div "$kib" "$base_kib"); else ratio=$(div "$op" "$base_op"); fi
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$(label "$scen")" "$s" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$(label "$scen")" "$s" \
                 "$(fmt '%.0f' "$(median ${RATE[$key]:-})")" \
                 "$(fmt '%.2f' "$op")" \
                 "$(fmt '%.2f' "$ratio")" \
                 "$(fmt '%.2f' "$kib")" \
+                "$(rss_cell "$key")" \
                 "$(fmt '%.0f' "$(median ${DPC[$key]:-})")" \
                 "$(fmt '%.2f' "$(median ${LGCPU[$key]:-})")" \
                 "$(fmt '%.0f' "$(median ${P99[$key]:-})")" \

@@ -11,6 +11,7 @@
 //! - [`uring`]: the io_uring backend (multishot accept/recv, provided-buffer ring, corked sends). The
 //!   only module with `unsafe`, every block with a `// SAFETY:` line.
 //! - [`epoll`]: the epoll fallback backend, used when io_uring cannot be set up or `WSD_IO=epoll`.
+//! - [`table`]: per-connection tables that grow in fixed chunks, never by doubling and copying.
 //! - [`worker`]: the per-core event loop that joins a driver, the connection slab and the protocol core.
 //! - [`server`]: starts one worker thread per core, each with its own `SO_REUSEPORT` listener;
 //!   the graceful shutdown (drain) sequence.
@@ -35,5 +36,6 @@ pub mod proto;
 pub mod pubsub;
 pub mod server;
 pub mod stats;
+pub mod table;
 pub mod uring;
 pub mod worker;

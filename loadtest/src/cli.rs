@@ -57,6 +57,11 @@ pub struct EchoArgs {
     /// load generator's CPU time is 100% of the window and no longer its cost per message.
     #[arg(long)]
     pub busy_poll: bool,
+    /// How sockets are driven once upgraded: `uring` submits all receives and sends of a loop turn
+    /// with one io_uring_enter; `epoll` makes one recv and one send system call per message
+    /// (`--busy-poll` applies to epoll only).
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub io: crate::driver::Io,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,

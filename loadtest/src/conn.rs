@@ -56,10 +56,33 @@ pub struct Conn {
     upgrade: Upgrade,
     parser: ServerFrameParser,
     fifo: LatencyFifo,
+    send: SendQueue,
+}
+
+/// The frames one connection has queued for sending, as a position in the prebuilt batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueue {
     /// Frames queued for sending, including a partly written first one.
-    queued: usize,
+    pub queued: usize,
     /// Bytes of the first queued frame already written.
-    offset: usize,
+    pub offset: usize,
+}
+
+impl SendQueue {
+    /// The bytes of the queued frames not yet written: a slice of `batch`, the frame repeated
+    /// `in_flight` times.
+    pub fn unsent<'b>(&self, batch: &'b [u8], frame_len: usize) -> &'b [u8] {
+        batch
+            .get(self.offset..self.queued * frame_len)
+            .unwrap_or_default()
+    }
+
+    /// Accounts for the first `written` bytes of [`SendQueue::unsent`] having been sent.
+    pub fn wrote(&mut self, written: usize, frame_len: usize) {
+        let done = self.offset + written;
+        self.queued -= (done / frame_len).min(self.queued);
+        self.offset = done % frame_len;
+    }
 }
 
 impl Conn {
@@ -76,8 +99,7 @@ impl Conn {
             upgrade: Upgrade::default(),
             parser,
             fifo: LatencyFifo::new(in_flight),
-            queued: 0,
-            offset: 0,
+            send: SendQueue::default(),
         })
     }
 
@@ -118,12 +140,17 @@ impl Conn {
 
     /// Starts the message exchange: queues `in_flight` frames stamped `now` and sends them.
     pub fn begin(&mut self, sh: &mut Shared<'_>, now: Instant) -> Result<(), Fail> {
+        self.start(sh.in_flight, now);
+        self.flush(sh)
+    }
+
+    /// Queues `in_flight` frames stamped `now` without sending them (the io_uring loop sends).
+    pub fn start(&mut self, in_flight: usize, now: Instant) {
         self.state = State::Open;
-        for _ in 0..sh.in_flight {
+        for _ in 0..in_flight {
             self.fifo.push(now);
         }
-        self.queued = sh.in_flight;
-        self.flush(sh)
+        self.send.queued = in_flight;
     }
 
     fn send_request(&mut self, request: &[u8]) -> Result<(), Fail> {
@@ -191,9 +218,18 @@ impl Conn {
         if from >= to {
             return Ok(());
         }
-        let feed = self.parser.feed(&sh.read_buf[from..to]);
+        if self.on_bytes(&sh.read_buf[from..to], stats, now)? {
+            self.flush(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Parses received bytes as server frames, accounts for the echoes and queues one replacement
+    /// per echo (stamped `now`) while open. Returns whether anything was queued. No I/O.
+    pub fn on_bytes(&mut self, data: &[u8], stats: &mut Stats, now: Instant) -> Result<bool, Fail> {
+        let feed = self.parser.feed(data);
         if feed.messages > 0 {
-            let sent = self.fifo.outstanding() - self.queued;
+            let sent = self.fifo.outstanding() - self.send.queued;
             if feed.messages as usize > sent
                 || !stats.record_echoes(&mut self.fifo, feed.messages, now)
             {
@@ -203,7 +239,7 @@ impl Conn {
                 for _ in 0..feed.messages {
                     self.fifo.push(now);
                 }
-                self.queued += feed.messages as usize;
+                self.send.queued += feed.messages as usize;
             }
         }
         if let Some(e) = feed.error {
@@ -212,23 +248,28 @@ impl Conn {
         if feed.close {
             return Err(Fail::Closed("server sent a close frame".into()));
         }
-        if feed.messages > 0 && self.state == State::Open {
-            self.flush(sh)?;
-        }
-        Ok(())
+        Ok(feed.messages > 0 && self.state == State::Open)
+    }
+
+    /// The bytes of the queued frames not yet written (a slice of the prebuilt `batch`).
+    pub fn unsent<'b>(&self, batch: &'b [u8], frame_len: usize) -> &'b [u8] {
+        self.send.unsent(batch, frame_len)
+    }
+
+    /// Accounts for `written` bytes of [`Conn::unsent`] having been sent.
+    pub fn wrote(&mut self, written: usize, frame_len: usize) {
+        self.send.wrote(written, frame_len);
     }
 
     /// Writes queued frames from the prebuilt batch until done or the socket is full.
     fn flush(&mut self, sh: &Shared<'_>) -> Result<(), Fail> {
-        while self.queued > 0 {
-            let end = self.queued * sh.frame_len;
-            let chunk = &sh.batch[self.offset..end];
+        while self.send.queued > 0 {
+            let chunk = self.unsent(sh.batch, sh.frame_len);
             match send(&self.fd, chunk, SendFlags::NOSIGNAL) {
                 Ok(w) => {
-                    let done = self.offset + w;
-                    self.queued -= done / sh.frame_len;
-                    self.offset = done % sh.frame_len;
-                    if w < chunk.len() {
+                    let short = w < chunk.len();
+                    self.wrote(w, sh.frame_len);
+                    if short {
                         // Short write: the send buffer is full; EPOLLOUT will fire when it drains.
                         return Ok(());
                     }
@@ -239,5 +280,42 @@ impl Conn {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_writes_advance_through_the_batch() {
+        let frame_len = 5;
+        let batch: Vec<u8> = (0..4u8).flat_map(|f| [f; 5]).collect();
+        let mut q = SendQueue {
+            queued: 3,
+            offset: 0,
+        };
+        assert_eq!(q.unsent(&batch, frame_len), &batch[..15]);
+        q.wrote(7, frame_len);
+        assert_eq!(
+            (q.queued, q.offset),
+            (2, 2),
+            "one frame done, two bytes of the next"
+        );
+        assert_eq!(q.unsent(&batch, frame_len), &batch[2..10]);
+        q.wrote(8, frame_len);
+        assert_eq!((q.queued, q.offset), (0, 0));
+        assert!(q.unsent(&batch, frame_len).is_empty());
+        // Frames queued while one is partly written extend the same slice.
+        q.queued = 1;
+        q.wrote(4, frame_len);
+        q.queued += 2;
+        assert_eq!(q.unsent(&batch, frame_len), &batch[4..15]);
+        q.wrote(11, frame_len);
+        assert_eq!(q, SendQueue::default());
+        // A byte count past what was queued never underflows.
+        q.queued = 1;
+        q.wrote(12, frame_len);
+        assert_eq!(q.queued, 0);
     }
 }

@@ -9,7 +9,7 @@ use rustix::event::{Timespec, epoll};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, recv};
 
-use crate::proc::{cpu_seconds, rss_kib};
+use crate::proc::{cpu_seconds, rss};
 use crate::stats::ns_histogram;
 use crate::upgrade::{Upgrade, connect_result, open_socket};
 use crate::url::{Target, upgrade_request};
@@ -42,6 +42,8 @@ pub struct Outcome {
     pub handshake_ns: Histogram<u64>,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// The server's VmHWM after the hold: its peak resident memory since it started.
+    pub rss_peak_kib: u64,
     /// Server CPU seconds over the connect phase.
     pub server_cpu_s: Option<f64>,
     /// This process's CPU seconds over the connect phase.
@@ -79,8 +81,9 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         first_error: None,
         connect_time: Duration::ZERO,
         handshake_ns: ns_histogram(),
-        rss_before_kib: rss_kib(pid)?,
+        rss_before_kib: rss(pid)?.now_kib,
         rss_after_kib: 0,
+        rss_peak_kib: 0,
         server_cpu_s: None,
         own_cpu_s: None,
     };
@@ -192,7 +195,9 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             }
         }
     }
-    out.rss_after_kib = rss_kib(pid)?;
+    let after = rss(pid)?;
+    out.rss_after_kib = after.now_kib;
+    out.rss_peak_kib = after.peak_kib;
     Ok(out)
 }
 

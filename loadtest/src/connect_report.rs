@@ -68,12 +68,13 @@ impl Summary<'_> {
         );
         let _ = writeln!(
             s,
-            "  server RSS   {} KiB before, {} KiB after {:.1} s idle with {} open: {} per connection",
+            "  server RSS   {} KiB before, {} KiB after {:.1} s idle with {} open: {} per connection; peak {} KiB (VmHWM)",
             o.rss_before_kib,
             o.rss_after_kib,
             c.settle.as_secs_f64(),
             self.held(),
-            opt(self.kib_per_conn(), " KiB")
+            opt(self.kib_per_conn(), " KiB"),
+            o.rss_peak_kib
         );
         let _ = writeln!(
             s,
@@ -95,7 +96,7 @@ impl Summary<'_> {
             "{{\"scenario\":\"connect\",\"url\":{},\"connections\":{},\"concurrency\":{},\"connected\":{},\
              \"failed\":{},\"dropped\":{},\"errors\":{},\"connect_s\":{:.3},\"connects_per_s\":{:.1},\
              \"handshake_us\":{},\"settle_s\":{:.3},\"held\":{},\"rss_before_kib\":{},\"rss_after_kib\":{},\
-             \"rss_kib_per_conn\":{},\"server_pid\":{},\"server_cpu_us_per_connect\":{},\
+             \"rss_peak_kib\":{},\"rss_kib_per_conn\":{},\"server_pid\":{},\"server_cpu_us_per_connect\":{},\
              \"loadgen_cpu_us_per_connect\":{},\"first_error\":{}}}",
             json_str(self.url),
             c.connections,
@@ -111,6 +112,7 @@ impl Summary<'_> {
             self.held(),
             o.rss_before_kib,
             o.rss_after_kib,
+            o.rss_peak_kib,
             num(self.kib_per_conn()),
             c.server_pid,
             num(self.per_connect_us(o.server_cpu_s)),

@@ -8,7 +8,7 @@ use rustix::io::Errno;
 
 use crate::conn::{Conn, Fail, Shared, State};
 use crate::frame::{OP_BINARY, OP_TEXT, ServerFrameParser, client_frame, payload};
-use crate::proc::{MachineSeconds, MachineTicks, cpu_seconds, machine_ticks};
+use crate::proc::{MachineSeconds, MachineTicks, RssSpan, cpu_seconds, machine_ticks, rss};
 use crate::stats::Stats;
 use crate::url::{Target, upgrade_request};
 
@@ -25,6 +25,17 @@ pub struct Config {
     pub server_pid: Option<u32>,
     /// Poll epoll without sleeping during warm-up and measurement (this core then never idles).
     pub busy_poll: bool,
+    /// The I/O interface of the warm-up and measured phases.
+    pub io: Io,
+}
+
+/// How the load generator drives its sockets once they are upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    /// Edge-triggered epoll, one `recv` and one `send` system call per message.
+    Epoll,
+    /// io_uring: every receive and send of a loop turn in one `io_uring_enter` (see `uring.rs`).
+    Uring,
 }
 
 /// What a run measured.
@@ -40,6 +51,8 @@ pub struct Outcome {
     pub own_cpu: Option<f64>,
     /// Machine-wide CPU seconds by class over the measured window.
     pub machine: Option<MachineSeconds>,
+    /// The server's resident memory from before the first connection to the end of the window.
+    pub server_rss: Option<RssSpan>,
     /// Problems that did not stop the run (e.g. the server's /proc entry vanished).
     pub warnings: Vec<String>,
 }
@@ -59,7 +72,7 @@ pub fn cpu_snapshot(server_pid: Option<u32>) -> CpuSnapshot {
     }
 }
 
-fn count_fail(stats: &mut Stats, fail: &Fail, first: &mut Option<String>) {
+pub fn count_fail(stats: &mut Stats, fail: &Fail, first: &mut Option<String>) {
     let msg = match fail {
         Fail::Connect(m) => {
             stats.errors.connect_failed += 1;
@@ -94,6 +107,10 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     if let Some(pid) = cfg.server_pid {
         cpu_seconds(Some(pid)).map_err(|e| format!("--server-pid {pid}: {e}"))?;
     }
+    let rss_start = match cfg.server_pid {
+        Some(pid) => Some(rss(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
+        None => None,
+    };
     let opcode = if cfg.binary { OP_BINARY } else { OP_TEXT };
     let frame = client_frame(opcode, &payload(cfg.size));
     let batch = frame.repeat(cfg.in_flight);
@@ -183,59 +200,43 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             server_cpu: None,
             own_cpu: None,
             machine: None,
+            server_rss: RssSpan::finish(cfg.server_pid, rss_start, &mut warnings),
             warnings,
         });
     }
 
     // Phase 2: start all connections at once, warm up, then measure.
     let start = Instant::now();
-    for slot in conns.iter_mut() {
-        if let Some(conn) = slot.as_mut()
-            && let Err(f) = conn.begin(&mut sh, start)
-        {
-            count_fail(&mut stats, &f, &mut first_error);
-            *slot = None;
-        }
-    }
     let warmup_end = start + cfg.warmup;
     let end = warmup_end + cfg.duration;
-    let mut alive = conns.iter().flatten().count();
-    let mut window: Option<(Instant, CpuSnapshot)> = None;
-    loop {
-        let now = Instant::now();
-        if window.is_none() && now >= warmup_end {
-            window = Some((now, cpu_snapshot(cfg.server_pid)));
-            stats.start_measuring();
-        }
-        if now >= end || alive == 0 {
-            break;
-        }
-        let next = if window.is_none() { warmup_end } else { end };
-        let timeout = if cfg.busy_poll {
-            Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            }
-        } else {
-            timeout_until(next, now)
-        };
-        wait(&ep, &mut events, &timeout)?;
-        for ev in &events {
-            let (idx, readable, writable) = decode(ev);
-            let Some(slot) = conns.get_mut(idx) else {
-                continue;
-            };
-            let Some(conn) = slot.as_mut() else { continue };
-            if let Err(f) = conn.on_event(readable, writable, &mut sh, &mut stats) {
-                count_fail(&mut stats, &f, &mut first_error);
-                *slot = None;
-                alive -= 1;
-            }
-        }
-    }
-    let stop = Instant::now();
-    stats.stop_measuring();
-    let after = cpu_snapshot(cfg.server_pid);
+    let phase = match cfg.io {
+        Io::Uring => crate::uring::run(
+            &mut conns,
+            &sh,
+            &mut stats,
+            &mut first_error,
+            start,
+            warmup_end,
+            end,
+            cfg.server_pid,
+        )?,
+        Io::Epoll => epoll_phase(
+            cfg,
+            &ep,
+            &mut conns,
+            &mut sh,
+            &mut stats,
+            &mut first_error,
+            &mut events,
+            start,
+        )?,
+    };
+    let crate::uring::Phase {
+        window,
+        stop,
+        after,
+    } = phase;
+    let server_rss = RssSpan::finish(cfg.server_pid, rss_start, &mut warnings);
     drop(conns);
     if let Some(e) = first_error {
         warnings.push(format!("first error: {e}"));
@@ -249,6 +250,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             server_cpu: None,
             own_cpu: None,
             machine: None,
+            server_rss: RssSpan::finish(cfg.server_pid, rss_start, &mut warnings),
             warnings,
         });
     };
@@ -276,7 +278,72 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         server_cpu,
         own_cpu,
         machine,
+        server_rss,
         warnings,
+    })
+}
+
+/// Phase 2 on epoll: starts every connection, runs warm-up and the measured window.
+#[allow(clippy::too_many_arguments)]
+fn epoll_phase(
+    cfg: &Config,
+    ep: &std::os::fd::OwnedFd,
+    conns: &mut [Option<Conn>],
+    sh: &mut Shared<'_>,
+    stats: &mut Stats,
+    first_error: &mut Option<String>,
+    events: &mut Vec<epoll::Event>,
+    start: Instant,
+) -> Result<crate::uring::Phase, String> {
+    for slot in conns.iter_mut() {
+        if let Some(conn) = slot.as_mut()
+            && let Err(f) = conn.begin(sh, start)
+        {
+            count_fail(stats, &f, first_error);
+            *slot = None;
+        }
+    }
+    let warmup_end = start + cfg.warmup;
+    let end = warmup_end + cfg.duration;
+    let mut alive = conns.iter().flatten().count();
+    let mut window: Option<(Instant, CpuSnapshot)> = None;
+    loop {
+        let now = Instant::now();
+        if window.is_none() && now >= warmup_end {
+            window = Some((now, cpu_snapshot(cfg.server_pid)));
+            stats.start_measuring();
+        }
+        if now >= end || alive == 0 {
+            break;
+        }
+        let next = if window.is_none() { warmup_end } else { end };
+        let timeout = if cfg.busy_poll {
+            Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }
+        } else {
+            timeout_until(next, now)
+        };
+        wait(ep, events, &timeout)?;
+        for ev in events.iter() {
+            let (idx, readable, writable) = decode(ev);
+            let Some(slot) = conns.get_mut(idx) else {
+                continue;
+            };
+            let Some(conn) = slot.as_mut() else { continue };
+            if let Err(f) = conn.on_event(readable, writable, sh, stats) {
+                count_fail(stats, &f, first_error);
+                *slot = None;
+                alive -= 1;
+            }
+        }
+    }
+    stats.stop_measuring();
+    Ok(crate::uring::Phase {
+        window,
+        stop: Instant::now(),
+        after: cpu_snapshot(cfg.server_pid),
     })
 }
 

@@ -1,5 +1,6 @@
 //! wsd-loadtest entry point: parses arguments, raises the open-file limit, runs the chosen scenario (echo, connect, fanout) and prints its report.
 
+mod bufring;
 mod cli;
 mod conn;
 mod connect;
@@ -11,6 +12,7 @@ mod proc;
 mod report;
 mod stats;
 mod upgrade;
+mod uring;
 mod url;
 
 use std::process::ExitCode;
@@ -51,6 +53,7 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
         connect_timeout: args.connect_timeout,
         server_pid: args.server_pid,
         busy_poll: args.busy_poll,
+        io: args.io,
     };
     let outcome = driver::run(&cfg)?;
     let summary = report::Summary::new(&args.url, &cfg, &outcome, proc::clock_ticks_per_second());

@@ -118,25 +118,109 @@ impl MachineTicks {
     }
 }
 
-/// The `VmRSS` line of a /proc/PID/status text, in KiB.
-pub fn parse_vm_rss_kib(status: &str) -> Result<u64, String> {
+/// A `Vm*:` line (e.g. `VmRSS:`, `VmHWM:`) of a /proc/PID/status text, in KiB.
+fn parse_status_kib(status: &str, key: &str) -> Result<u64, String> {
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| "no VmRSS line".to_string())?;
-    let mut f = line["VmRSS:".len()..].split_ascii_whitespace();
-    let v = f.next().ok_or_else(|| "empty VmRSS line".to_string())?;
+        .find(|l| l.starts_with(key))
+        .ok_or_else(|| format!("no {key} line"))?;
+    let mut f = line[key.len()..].split_ascii_whitespace();
+    let v = f.next().ok_or_else(|| format!("empty {key} line"))?;
     if f.next() != Some("kB") {
-        return Err(format!("VmRSS line {line:?} is not in kB"));
+        return Err(format!("{key} line {line:?} is not in kB"));
     }
-    v.parse::<u64>().map_err(|e| format!("VmRSS {v:?}: {e}"))
+    v.parse::<u64>().map_err(|e| format!("{key} {v:?}: {e}"))
 }
 
-/// Resident set size of process `pid` from /proc/PID/status, in KiB.
-pub fn rss_kib(pid: u32) -> Result<u64, String> {
+fn read_status(pid: u32) -> Result<(String, String), String> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    parse_vm_rss_kib(&status).map_err(|e| format!("{path}: {e}"))
+    Ok((path, status))
+}
+
+/// Resident memory of a process at one instant: VmRSS, and VmHWM (the most it has had resident
+/// since it started), both in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rss {
+    pub now_kib: u64,
+    pub peak_kib: u64,
+}
+
+/// [`Rss`] from a /proc/PID/status text.
+pub fn parse_rss(status: &str) -> Result<Rss, String> {
+    Ok(Rss {
+        now_kib: parse_status_kib(status, "VmRSS:")?,
+        peak_kib: parse_status_kib(status, "VmHWM:")?,
+    })
+}
+
+/// [`Rss`] of process `pid`.
+pub fn rss(pid: u32) -> Result<Rss, String> {
+    let (path, status) = read_status(pid)?;
+    parse_rss(&status).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The server's resident memory over a run: VmRSS when the scenario started (before it opened any
+/// connection) and when the measured window ended, and VmHWM at the end (the server's peak since
+/// it started, so it includes anything before the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RssSpan {
+    pub start_kib: u64,
+    pub end_kib: u64,
+    pub peak_kib: u64,
+}
+
+impl RssSpan {
+    /// The span from a reading at the start and one at the end.
+    pub fn new(start: Rss, end: Rss) -> Self {
+        RssSpan {
+            start_kib: start.now_kib,
+            end_kib: end.now_kib,
+            peak_kib: end.peak_kib.max(start.peak_kib),
+        }
+    }
+
+    /// Reads the end of the span for `pid` given its `start`; a failure becomes a warning.
+    pub fn finish(
+        pid: Option<u32>,
+        start: Option<Rss>,
+        warnings: &mut Vec<String>,
+    ) -> Option<Self> {
+        let (pid, start) = (pid?, start?);
+        match rss(pid) {
+            Ok(end) => Some(RssSpan::new(start, end)),
+            Err(e) => {
+                warnings.push(e);
+                None
+            }
+        }
+    }
+
+    /// One line for the human-readable reports (`None`: n/a).
+    pub fn human(span: Option<Self>) -> String {
+        match span {
+            Some(s) => format!(
+                "  server RSS   {} KiB at start, {} KiB at end ({:+} KiB), peak {} KiB (VmHWM)\n",
+                s.start_kib,
+                s.end_kib,
+                s.end_kib as i64 - s.start_kib as i64,
+                s.peak_kib
+            ),
+            None => "  server RSS   n/a\n".to_string(),
+        }
+    }
+
+    /// The JSON members `"server_rss_start_kib":..,"server_rss_end_kib":..,"server_rss_peak_kib":..`
+    /// (nulls without a reading).
+    pub fn json_members(span: Option<Self>) -> String {
+        let f = |v: Option<u64>| v.map_or("null".to_string(), |k| k.to_string());
+        format!(
+            "\"server_rss_start_kib\":{},\"server_rss_end_kib\":{},\"server_rss_peak_kib\":{}",
+            f(span.map(|s| s.start_kib)),
+            f(span.map(|s| s.end_kib)),
+            f(span.map(|s| s.peak_kib))
+        )
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the soft limit now in force.
@@ -203,10 +287,45 @@ mod tests {
     #[test]
     fn vm_rss_is_parsed_in_kib() {
         let status = "Name:\twsd\nVmPeak:\t  9000 kB\nVmRSS:\t    4242 kB\nThreads:\t1\n";
-        assert_eq!(parse_vm_rss_kib(status), Ok(4242));
-        assert!(parse_vm_rss_kib("Name: x\n").is_err());
-        assert!(parse_vm_rss_kib("VmRSS: 12 MB\n").is_err());
-        assert!(rss_kib(std::process::id()).is_ok_and(|k| k > 0));
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Ok(4242));
+        assert!(parse_status_kib("Name: x\n", "VmRSS:").is_err());
+        assert!(parse_status_kib("VmRSS: 12 MB\n", "VmRSS:").is_err());
+        assert!(rss(std::process::id()).is_ok_and(|r| r.now_kib > 0));
+    }
+
+    #[test]
+    fn rss_span_reads_now_and_peak() {
+        let status = "Name:\twsd\nVmHWM:\t  5000 kB\nVmRSS:\t    4242 kB\n";
+        let start = parse_rss(status).expect("parses");
+        assert_eq!(
+            start,
+            Rss {
+                now_kib: 4242,
+                peak_kib: 5000
+            }
+        );
+        assert!(parse_rss("VmRSS:\t1 kB\n").is_err(), "VmHWM is required");
+        let end = Rss {
+            now_kib: 6000,
+            peak_kib: 7000,
+        };
+        let span = RssSpan::new(start, end);
+        assert_eq!(
+            (span.start_kib, span.end_kib, span.peak_kib),
+            (4242, 6000, 7000)
+        );
+        assert_eq!(
+            RssSpan::json_members(Some(span)),
+            "\"server_rss_start_kib\":4242,\"server_rss_end_kib\":6000,\"server_rss_peak_kib\":7000"
+        );
+        assert!(RssSpan::json_members(None).contains("\"server_rss_end_kib\":null"));
+        assert!(RssSpan::human(Some(span)).contains("(+1758 KiB)"));
+        let own = rss(std::process::id()).expect("own status");
+        assert!(own.now_kib > 0 && own.peak_kib >= own.now_kib);
+        let mut warnings = Vec::new();
+        assert!(RssSpan::finish(Some(std::process::id()), Some(own), &mut warnings).is_some());
+        assert!(RssSpan::finish(None, Some(own), &mut warnings).is_none());
+        assert!(warnings.is_empty());
     }
 
     #[test]

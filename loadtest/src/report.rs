@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::driver::{Config, Outcome};
-use crate::proc::MachineSeconds;
+use crate::proc::{MachineSeconds, RssSpan};
 use crate::stats::Errors;
 
 /// The numbers of a finished run, derived once for both output forms.
@@ -14,6 +14,8 @@ pub struct Summary {
     pub payload: usize,
     pub binary: bool,
     pub in_flight: usize,
+    /// How the sockets were driven (`epoll` or `uring`).
+    pub io: &'static str,
     pub warmup_s: f64,
     pub measured_s: f64,
     pub messages: u64,
@@ -26,6 +28,8 @@ pub struct Summary {
     pub own_cpu_s: Option<f64>,
     /// Machine-wide CPU seconds by class over the window.
     pub machine: Option<MachineSeconds>,
+    /// The server's resident memory over the run (with a PID).
+    pub server_rss: Option<RssSpan>,
     pub clock_ticks: u64,
     pub warnings: Vec<String>,
 }
@@ -52,6 +56,10 @@ impl Summary {
             payload: cfg.size,
             binary: cfg.binary,
             in_flight: cfg.in_flight,
+            io: match cfg.io {
+                crate::driver::Io::Epoll => "epoll",
+                crate::driver::Io::Uring => "uring",
+            },
             warmup_s: cfg.warmup.as_secs_f64(),
             measured_s,
             messages: st.messages,
@@ -66,6 +74,7 @@ impl Summary {
             server_cpu_s: out.server_cpu,
             own_cpu_s: out.own_cpu,
             machine: out.machine,
+            server_rss: out.server_rss,
             clock_ticks,
             warnings: out.warnings.clone(),
         }
@@ -101,8 +110,8 @@ impl Summary {
         );
         let _ = writeln!(
             o,
-            "  payload      {} B {kind}, {} in flight per connection",
-            self.payload, self.in_flight
+            "  payload      {} B {kind}, {} in flight per connection; sockets on {}",
+            self.payload, self.in_flight, self.io
         );
         let _ = writeln!(
             o,
@@ -146,6 +155,7 @@ impl Summary {
                 self.server_cpu_s,
                 format!(" (pid {pid})"),
             ));
+            o.push_str(&RssSpan::human(self.server_rss));
         }
         o.push_str(&cpu("loadgen CPU", self.own_cpu_s, String::new()));
         if let Some(m) = self.machine {
@@ -184,9 +194,9 @@ impl Summary {
         let warnings: Vec<String> = self.warnings.iter().map(|w| json_str(w)).collect();
         format!(
             "{{\"url\":{},\"connections\":{},\"connected\":{},\"payload_bytes\":{},\"binary\":{},\
-             \"in_flight\":{},\"warmup_s\":{:.3},\"measured_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},\
+             \"in_flight\":{},\"io\":\"{}\",\"warmup_s\":{:.3},\"measured_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},\
              \"latency_us\":{lat},\"errors\":{},\"connect_failed\":{},\"bad_frames\":{},\"closed\":{},\
-             \"server_pid\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
+             \"server_pid\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},{},\
              \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_msg\":{},\"softirq_s\":{},\"softirq_us_per_msg\":{},\
              \"irq_s\":{},\"steal_s\":{},\"other_cpu_s\":{},\"idle_s\":{},\"clock_ticks_per_s\":{},\"warnings\":[{}]}}",
             json_str(&self.url),
@@ -195,6 +205,7 @@ impl Summary {
             self.payload,
             self.binary,
             self.in_flight,
+            self.io,
             self.warmup_s,
             self.measured_s,
             self.messages,
@@ -207,6 +218,7 @@ impl Summary {
                 .map_or("null".to_string(), |p| p.to_string()),
             num(self.server_cpu_s),
             num(self.per_msg(self.server_cpu_s)),
+            RssSpan::json_members(self.server_rss),
             num(self.own_cpu_s),
             num(self.per_msg(self.own_cpu_s)),
             num(self.machine.map(|m| m.softirq)),

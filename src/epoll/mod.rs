@@ -14,6 +14,7 @@ use rustix::net::{RecvFlags, SendFlags, SocketFlags};
 use tracing::warn;
 
 use crate::io::{Driver, Event, Outgoing, Token, Waker};
+use crate::table::Chunked;
 
 /// Bytes read from one socket per readiness event.
 const READ_CHUNK: usize = 64 * 1024;
@@ -60,7 +61,8 @@ pub struct EpollDriver {
     epoll: OwnedFd,
     listener: Option<OwnedFd>,
     waker: Waker,
-    socks: Vec<Option<Sock>>,
+    /// Indexed by token; grows in chunks (`table.rs`).
+    socks: Chunked<Option<Sock>>,
     done: Vec<Done>,
     events: Vec<EpEvent>,
     scratch: Vec<u8>,
@@ -92,7 +94,7 @@ impl EpollDriver {
             epoll: ep,
             listener: Some(listener),
             waker,
-            socks: Vec::new(),
+            socks: Chunked::new(),
             done: Vec::new(),
             events: vec![blank; EVENT_BATCH],
             scratch: vec![0; READ_CHUNK],

@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use tracing::{debug, warn};
 
 use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
+use crate::table::Chunked;
 use bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 
@@ -78,14 +79,23 @@ struct Sock {
     recv_armed: bool,
     /// The send in flight; its buffers belong to the kernel until its completion.
     send: Option<SendOp>,
-    /// The iovecs and message header of a vectored send in flight (kept for reuse).
-    iov: Vec<libc::iovec>,
-    msg: Option<Box<libc::msghdr>>,
+    /// The iovecs and message header of a vectored send in flight (kept for reuse), allocated on
+    /// the connection's first vectored send: an idle or echo-only connection keeps one pointer.
+    vectored: Option<Box<Vectored>>,
     /// `close` was called: report nothing more, release when nothing is in flight.
     closing: bool,
     /// Reading is paused (`set_reading(false)`): the receive is cancelled and not re-armed.
     paused: bool,
 }
+
+/// What a `SendMsg` points to: its iovecs and its message header.
+struct Vectored {
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+// Per-connection memory (STYLE.md: state is a budget); the vectored-send state is boxed to keep it.
+const _: () = assert!(size_of::<Option<Sock>>() <= 88);
 
 /// A worker's io_uring ring, its listener and its connections' sockets.
 pub struct UringDriver {
@@ -96,7 +106,8 @@ pub struct UringDriver {
     accept_armed: bool,
     waker: Waker,
     wake_armed: bool,
-    socks: Vec<Option<Sock>>,
+    /// Indexed by token; grows in chunks (`table.rs`).
+    socks: Chunked<Option<Sock>>,
     /// Slots whose multishot receive ended without an error and must be re-armed after buffers
     /// are returned.
     rearm: Vec<u32>,
@@ -158,7 +169,7 @@ impl UringDriver {
             accept_armed: false,
             waker,
             wake_armed: false,
-            socks: Vec::new(),
+            socks: Chunked::new(),
             rearm: Vec::new(),
             released: Vec::new(),
             cqes: Vec::with_capacity(params.cq_entries as usize),
@@ -258,8 +269,7 @@ impl UringDriver {
             fd,
             generation,
             send,
-            iov,
-            msg,
+            vectored,
             ..
         } = sock;
         let Some(op) = send.as_ref() else { return };
@@ -278,6 +288,13 @@ impl UringDriver {
                 .build()
         } else {
             // Shared frames and owned bytes: one sendmsg over the bytes not yet sent.
+            let Vectored { iov, msg: header } = &mut **vectored.get_or_insert_with(|| {
+                Box::new(Vectored {
+                    iov: Vec::new(),
+                    // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
+                    msg: unsafe { std::mem::zeroed() },
+                })
+            });
             iov.clear();
             let mut skip = op.sent;
             let segments = op
@@ -301,11 +318,9 @@ impl UringDriver {
                     break;
                 }
             }
-            // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
-            let header = msg.get_or_insert_with(|| Box::new(unsafe { std::mem::zeroed() }));
             header.msg_iov = iov.as_mut_ptr();
             header.msg_iovlen = iov.len();
-            opcode::SendMsg::new(fd, &raw const **header)
+            opcode::SendMsg::new(fd, &raw const *header)
                 .flags(flags)
                 .build()
         };
@@ -497,8 +512,7 @@ impl Driver for UringDriver {
             generation: token.generation,
             recv_armed: false,
             send: None,
-            iov: Vec::new(),
-            msg: None,
+            vectored: None,
             closing: false,
             paused: false,
         });

@@ -1,6 +1,7 @@
 //! The worker's connection table: slots reused through a free list, keys checked by generation.
 
 use crate::io::Token;
+use crate::table::Chunked;
 
 struct Slot<T> {
     generation: u32,
@@ -10,7 +11,8 @@ struct Slot<T> {
 /// A slab whose keys ([`Token`]s) carry the slot's generation, so a key kept past its
 /// connection's end never reaches the connection that reuses the slot.
 pub struct Slab<T> {
-    slots: Vec<Slot<T>>,
+    /// Grows in chunks: a doubling `Vec` would leave its old copies resident (`table.rs`).
+    slots: Chunked<Slot<T>>,
     free: Vec<u32>,
     len: usize,
 }
@@ -18,7 +20,7 @@ pub struct Slab<T> {
 impl<T> Default for Slab<T> {
     fn default() -> Self {
         Slab {
-            slots: Vec::new(),
+            slots: Chunked::new(),
             free: Vec::new(),
             len: 0,
         }

@@ -115,5 +115,7 @@ pub struct Outcome {
     pub own_cpu: Option<f64>,
     /// Machine CPU seconds over the window charged to neither (other processes, stray interrupts).
     pub other_cpu: Option<f64>,
+    /// The server's resident memory from before the first connection to the end of the window.
+    pub server_rss: Option<crate::proc::RssSpan>,
     pub warnings: Vec<String>,
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Config, Outcome};
+use crate::proc::RssSpan;
 use crate::report::json_str;
 use crate::stats::{percentiles_json, percentiles_line, percentiles_us};
 
@@ -134,6 +135,7 @@ impl Summary<'_> {
                 opt(self.per_delivery_us(o.server_cpu), 3),
                 opt(self.per_server_cpu_s(), 0)
             );
+            s.push_str(&RssSpan::human(o.server_rss));
         }
         let _ = writeln!(
             s,
@@ -163,7 +165,7 @@ impl Summary<'_> {
              \"published\":{},\"published_measured\":{},\"latency_us\":{},\"expected\":{},\"lost\":{},\"duplicates\":{},\
              \"reordered\":{},\"incomplete_recipients\":{},\"drain_s\":{:.3},\"connect_failed\":{},\"closed\":{},\
              \"server_errors\":{},\"unexpected\":{},\"bad_ts\":{},\"pings\":{},\"errors\":{},\"server_pid\":{},\
-             \"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},\"deliveries_per_server_cpu_s\":{},\
+             \"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},\"deliveries_per_server_cpu_s\":{},{},\
              \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_delivery\":{},\"other_cpu_s\":{},\"first_error\":{},\"warnings\":[{}]}}",
             json_str(self.url),
             c.subscribers,
@@ -201,6 +203,7 @@ impl Summary<'_> {
             num(o.server_cpu),
             num(self.per_delivery_us(o.server_cpu)),
             num(self.per_server_cpu_s()),
+            RssSpan::json_members(o.server_rss),
             num(o.own_cpu),
             num(self.per_delivery_us(o.own_cpu)),
             num(o.other_cpu),

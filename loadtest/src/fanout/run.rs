@@ -16,6 +16,7 @@ use super::stats::{Deliveries, Phase};
 use super::window::Window;
 use super::{Config, Counts, Outcome};
 use crate::driver::{CpuSnapshot, cpu_snapshot};
+use crate::proc::{RssSpan, rss};
 use crate::url::upgrade_request;
 
 /// Most handshakes in flight while connecting.
@@ -58,6 +59,10 @@ fn tracks_of(cfg: &Config, role: Role) -> usize {
 /// Runs the scenario described by `cfg`.
 pub fn run(cfg: &Config) -> Result<Outcome, String> {
     cfg.validate()?;
+    let rss_start = match cfg.server_pid {
+        Some(pid) => Some(rss(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
+        None => None,
+    };
     let n = cfg.subscribers + cfg.publishers;
     let request = upgrade_request(&cfg.target);
     let ep =
@@ -188,6 +193,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     }
     let stop_at = Instant::now();
     let after = cpu_snapshot(cfg.server_pid);
+    let server_rss = RssSpan::finish(cfg.server_pid, rss_start, &mut warnings);
     run.deliveries.phase = Phase::Drain;
     let published_end = sent(&run);
 
@@ -251,6 +257,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         server_cpu,
         own_cpu,
         other_cpu,
+        server_rss,
         warnings,
     })
 }
