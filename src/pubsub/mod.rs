@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
+use crate::app::{App, ConnId, Deliver, Outbox};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
 use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
@@ -355,17 +355,10 @@ impl App for PubSub {
     fn flush(&mut self, deliver: &mut dyn Deliver) {
         // Drops are counted by the worker, per reason; deliveries here.
         let mut delivered = 0u64;
-        let mut count = |status| {
-            if status == SendStatus::Queued {
-                delivered += 1;
-            }
-        };
         // Messages other workers published, in the order they were handed over.
         while let Some(Relayed { topic, frame }) = self.relay.pop(self.worker) {
             if let Some(key) = self.topics.key(&topic) {
-                for &sub in self.topics.subscribers(key) {
-                    count(deliver.send_shared(sub, &frame));
-                }
+                delivered += deliver.send_to_all(self.topics.subscribers(key), None, &frame);
             }
         }
         for Pending {
@@ -374,11 +367,7 @@ impl App for PubSub {
             exclude,
         } in self.pending.drain(..)
         {
-            for &sub in self.topics.subscribers(topic) {
-                if Some(sub) != exclude {
-                    count(deliver.send_shared(sub, &frame));
-                }
-            }
+            delivered += deliver.send_to_all(self.topics.subscribers(topic), exclude, &frame);
         }
         for (worker, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {

@@ -42,9 +42,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// peer catches up, so a client that sends without reading cannot make the server queue without
 /// bound.
 pub const READ_PAUSE_BYTES: usize = 1 << 20;
-/// Output buffers kept for reuse per worker, and the largest one worth keeping.
-const POOL_BUFFERS: usize = 256;
-const POOL_MAX_CAPACITY: usize = 256 * 1024;
 
 /// One connection as the worker sees it.
 struct Conn {
@@ -197,9 +194,7 @@ impl<A: App> State<A> {
                 }
             }
             Event::Sent(token, out, result) => {
-                if self.pool.len() < POOL_BUFFERS && out.owned.capacity() <= POOL_MAX_CAPACITY {
-                    outqueue::recycle(out, &mut self.pool);
-                }
+                outqueue::recycle(out, &mut self.pool);
                 if let Some(conn) = self.conns.get_mut(token) {
                     conn.sending = 0;
                     if result.is_err() {
@@ -423,6 +418,7 @@ impl<A: App> State<A> {
             now: self.now,
             budget: self.budget,
             stats: &self.shared.workers[self.id],
+            pool: &mut self.pool,
         };
         self.app.flush(&mut deliver);
     }
@@ -433,7 +429,9 @@ impl<A: App> State<A> {
         for (token, fd) in self.accepted.drain(..) {
             driver.register(token, fd);
         }
-        for token in std::mem::take(&mut self.dirty) {
+        // Taken and put back so the list keeps its allocation from turn to turn.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &token in &dirty {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
@@ -459,8 +457,13 @@ impl<A: App> State<A> {
                 driver.set_reading(token, !pause);
             }
         }
-        self.dirty.clear();
-        self.pool.truncate(POOL_BUFFERS);
+        debug_assert!(
+            self.dirty.is_empty(),
+            "nothing marks a connection dirty while flushing"
+        );
+        dirty.clear();
+        self.dirty = dirty;
+        self.pool.truncate(outqueue::POOL_SMALL_BUFFERS);
     }
 }
 
@@ -473,10 +476,25 @@ struct SlabDeliver<'a> {
     now: Instant,
     budget: Budget,
     stats: &'a crate::server::WorkerStats,
+    pool: &'a mut Vec<Vec<u8>>,
 }
 
-impl Deliver for SlabDeliver<'_> {
-    fn send_shared(&mut self, conn: ConnId, frame: &bytes::Bytes) -> SendStatus {
+/// Published frames up to this size are copied into each subscriber's owned tail instead of being
+/// shared: a copy of a small frame costs less than the reference count, the iovec and the
+/// `sendmsg` bookkeeping of a shared segment, and a connection's messages of one turn become one
+/// contiguous buffer (a plain send).
+pub const COPY_FRAME_MAX: usize = 256;
+
+impl SlabDeliver<'_> {
+    /// Whether `frame` is queued by copy (see [`COPY_FRAME_MAX`]). Not under `drop-oldest`, which
+    /// must be able to drop each queued message on its own.
+    fn copies(&self, frame: &[u8]) -> bool {
+        frame.len() <= COPY_FRAME_MAX && self.budget.policy != BackpressurePolicy::DropOldest
+    }
+
+    /// Queues `frame` on `conn` by copy (`copy`) or by reference, applying the budget.
+    #[inline]
+    fn queue(&mut self, conn: ConnId, frame: &bytes::Bytes, copy: bool) -> SendStatus {
         let Some(c) = self.conns.get_mut(conn) else {
             return SendStatus::Gone;
         };
@@ -525,9 +543,36 @@ impl Deliver for SlabDeliver<'_> {
                 }
             }
         }
-        c.out.push_shared(frame.clone());
+        if copy {
+            c.out.push_copied(frame, self.pool);
+        } else {
+            c.out.push_shared(frame.clone());
+        }
         mark_dirty(self.dirty, c, conn);
         SendStatus::Queued
+    }
+}
+
+impl Deliver for SlabDeliver<'_> {
+    fn send_shared(&mut self, conn: ConnId, frame: &bytes::Bytes) -> SendStatus {
+        let copy = self.copies(frame);
+        self.queue(conn, frame, copy)
+    }
+
+    fn send_to_all(
+        &mut self,
+        conns: &[ConnId],
+        exclude: Option<ConnId>,
+        frame: &bytes::Bytes,
+    ) -> u64 {
+        let copy = self.copies(frame);
+        let mut queued = 0;
+        for &conn in conns {
+            if Some(conn) != exclude && self.queue(conn, frame, copy) == SendStatus::Queued {
+                queued += 1;
+            }
+        }
+        queued
     }
 }
 
