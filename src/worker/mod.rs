@@ -493,7 +493,7 @@ impl SlabDeliver<'_> {
     }
 
     /// Queues `frame` on `conn` by copy (`copy`) or by reference, applying the budget.
-    #[inline]
+    #[inline(always)]
     fn queue(&mut self, conn: ConnId, frame: &bytes::Bytes, copy: bool) -> SendStatus {
         let Some(c) = self.conns.get_mut(conn) else {
             return SendStatus::Gone;
@@ -576,6 +576,7 @@ impl Deliver for SlabDeliver<'_> {
     }
 }
 
+#[inline(always)]
 fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
     if !conn.dirty {
         conn.dirty = true;

@@ -53,7 +53,7 @@ impl OutQueue {
     /// touch, and consecutive messages make one contiguous send buffer. Such a copy is never
     /// dropped by `drop_oldest_shared`, so the worker copies only when that policy is not in use.
     /// The tail takes a buffer from `pool` first if it has none.
-    #[inline]
+    #[inline(always)]
     pub fn push_copied(&mut self, frame: &[u8], pool: &mut Vec<Vec<u8>>) {
         if self.tail.capacity() == 0 {
             self.provision(pool);
