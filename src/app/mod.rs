@@ -8,7 +8,7 @@ pub mod echo;
 
 use bytes::Bytes;
 
-use crate::io::Token;
+use crate::io::{Token, Waker};
 use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
@@ -75,6 +75,12 @@ pub trait Deliver {
             }
         }
         queued
+    }
+
+    /// Wakes another worker after handing it messages, with the worker's own driver (which may
+    /// fold the wake-up into its next submission). The default wakes it at once.
+    fn wake(&mut self, waker: &Waker) {
+        waker.wake();
     }
 }
 

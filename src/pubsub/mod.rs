@@ -115,21 +115,10 @@ impl PubSub {
             .store(self.topics.subscription_count(), Ordering::Relaxed);
     }
 
-    /// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
-    fn frame_message(topic: &str, data: &[u8]) -> Bytes {
-        let len = envelope::message_len(topic, data);
-        let mut header = [0u8; 14];
-        let header_len = frame::encode_header(&mut header, true, Opcode::Text, None, len as u64);
-        let mut buf = Vec::with_capacity(header_len + len);
-        buf.extend_from_slice(&header[..header_len]);
-        envelope::write_message(&mut buf, topic, data);
-        Bytes::from(buf)
-    }
-
     /// Publishes `data` on `topic`: framed once, queued for this worker's subscribers (except
     /// `exclude`) at the end of the turn, handed to every other worker with subscribers.
     fn publish(&mut self, exclude: Option<ConnId>, topic: &str, data: &[u8]) {
-        let frame = Self::frame_message(topic, data);
+        let frame = frame_message(topic, data);
         self.my_stats().published.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = self.topics.key(topic) {
             self.pending.push(Pending {
@@ -204,6 +193,17 @@ impl PubSub {
             }
         }
     }
+}
+
+/// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
+pub fn frame_message(topic: &str, data: &[u8]) -> Bytes {
+    let len = envelope::message_len(topic, data);
+    let mut header = [0u8; 14];
+    let header_len = frame::encode_header(&mut header, true, Opcode::Text, None, len as u64);
+    let mut buf = Vec::with_capacity(header_len + len);
+    buf.extend_from_slice(&header[..header_len]);
+    envelope::write_message(&mut buf, topic, data);
+    Bytes::from(buf)
 }
 
 fn ack(out: &mut Vec<u8>, of: &str, correlation_id: Option<&str>) {
@@ -370,8 +370,10 @@ impl App for PubSub {
             delivered += deliver.send_to_all(self.topics.subscribers(topic), exclude, &frame);
         }
         for (worker, wake) in self.to_wake.iter_mut().enumerate() {
-            if std::mem::take(wake) {
-                self.relay.wake(worker);
+            if std::mem::take(wake)
+                && let Some(waker) = self.relay.waker(worker)
+            {
+                deliver.wake(waker);
             }
         }
         if delivered > 0 {

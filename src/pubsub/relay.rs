@@ -88,7 +88,7 @@ impl Relay {
             .is_some_and(|cell| cell.load(Ordering::SeqCst) & (1 << worker) != 0)
     }
 
-    /// Hands a message to `worker` (woken later by [`Relay::wake`]).
+    /// Hands a message to `worker` (woken later through [`Relay::waker`]).
     pub fn push(&self, worker: usize, message: Relayed) {
         if let Some(inbox) = self.inboxes.get(worker) {
             inbox.push(message);
@@ -100,11 +100,9 @@ impl Relay {
         self.inboxes.get(worker)?.pop()
     }
 
-    /// Wakes `worker` to drain its inbox.
-    pub fn wake(&self, worker: usize) {
-        if let Some(waker) = self.wakers.get(worker) {
-            waker.wake();
-        }
+    /// The waker of `worker`, to wake it to drain its inbox.
+    pub fn waker(&self, worker: usize) -> Option<&Waker> {
+        self.wakers.get(worker)
     }
 }
 

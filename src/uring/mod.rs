@@ -47,6 +47,36 @@ pub struct UringParams {
     pub sq_entries: u32,
     /// Completion queue entries (at least `sq_entries`).
     pub cq_entries: u32,
+    /// How this worker wakes another one after relaying it messages; see [`RelayWake`].
+    pub relay_wake: RelayWake,
+}
+
+/// How an io_uring worker wakes another worker that it handed pub/sub messages to.
+///
+/// Measured on the 2-core VM (6.18 kernel), 1 publisher -> 1,000 subscribers split over two
+/// workers, publisher on one of them: see BENCHMARKS.md, "Relay wake-up". (Figures in the
+/// comment at [`RelayWake::DEFAULT`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayWake {
+    /// Write the target's eventfd (one `write` syscall per target per turn, at flush).
+    Eventfd,
+    /// Post a completion to the target's ring with `IORING_OP_MSG_RING`, queued with this turn's
+    /// sends and submitted by the same `io_uring_enter` (no syscall of its own).
+    MsgRing,
+}
+
+impl RelayWake {
+    /// The choice, from measurements (see the enum's documentation).
+    pub const DEFAULT: RelayWake = RelayWake::MsgRing;
+
+    /// `WSD_RELAY_WAKE=eventfd|msg_ring` overrides the default (kept for measuring both).
+    pub fn from_env() -> RelayWake {
+        match std::env::var("WSD_RELAY_WAKE").as_deref() {
+            Ok("eventfd") => RelayWake::Eventfd,
+            Ok("msg_ring") => RelayWake::MsgRing,
+            _ => RelayWake::DEFAULT,
+        }
+    }
 }
 
 impl Default for UringParams {
@@ -56,6 +86,7 @@ impl Default for UringParams {
             recv_buf_size: RECV_BUF_SIZE,
             sq_entries: SQ_ENTRIES,
             cq_entries: CQ_ENTRIES,
+            relay_wake: RelayWake::from_env(),
         }
     }
 }
@@ -106,6 +137,7 @@ pub struct UringDriver {
     recv_inflight: usize,
     overflow_seen: u32,
     counters: DriverCounters,
+    relay_wake: RelayWake,
 }
 
 /// Whether io_uring with the features wsd needs can be set up in this process.
@@ -165,7 +197,13 @@ impl UringDriver {
             recv_inflight: 0,
             overflow_seen: 0,
             counters: DriverCounters::default(),
+            relay_wake: params.relay_wake,
         };
+        if params.relay_wake == RelayWake::MsgRing {
+            // Other workers post their wake-ups to this ring through a descriptor of their own.
+            let ring_fd = rustix::io::fcntl_dupfd_cloexec(&driver.ring, 0)?;
+            driver.waker.set_ring(ring_fd);
+        }
         driver.arm_accept();
         driver.arm_wake();
         Ok(driver)
@@ -354,6 +392,12 @@ impl UringDriver {
                 if !cqueue::more(flags) {
                     self.arm_wake();
                 }
+            }
+            OpKind::RingWake => on_event(Event::Woken),
+            OpKind::MsgRing => {
+                // Only failures complete (CQE_SKIP_SUCCESS): the target's ring is gone, which
+                // happens only while the server stops.
+                debug!(error = %io::Error::from_raw_os_error(-res), "MSG_RING wake-up failed");
             }
             OpKind::Recv => self.complete_recv(t, res, flags, on_event),
             OpKind::Send => self.complete_send(t, res, on_event),
@@ -594,6 +638,33 @@ impl Driver for UringDriver {
 
     fn counters(&self) -> DriverCounters {
         self.counters
+    }
+
+    fn wake_worker(&mut self, waker: &Waker) {
+        let Some(target) = waker
+            .ring()
+            .filter(|_| self.relay_wake == RelayWake::MsgRing)
+        else {
+            waker.wake();
+            return;
+        };
+        let t = Token {
+            index: 0,
+            generation: 0,
+        };
+        let sqe = opcode::MsgRingData::new(
+            types::Fd(target.as_raw_fd()),
+            0,
+            pack(OpKind::RingWake, t),
+            None,
+        )
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(pack(OpKind::MsgRing, t));
+        // SAFETY: MSG_RING reads and writes no buffer of ours; the target ring's descriptor is
+        // owned by `waker` (a duplicate, so the ring outlives its worker) and `waker` is one of
+        // the relay's, which lives as long as every worker.
+        unsafe { self.push(&sqe) };
     }
 
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {

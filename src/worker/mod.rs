@@ -6,6 +6,7 @@
 //! are appended to the connection's out-queue); then every connection with new output gets one send
 //! (corked writes, DESIGN.md decision 5), and due deadlines fire.
 
+pub mod bench;
 mod deadlines;
 mod idle;
 mod outqueue;
@@ -68,6 +69,25 @@ struct Conn {
     closed: bool,
 }
 
+impl Conn {
+    /// A connection in state `proto` whose peer was last heard from at worker second `now`.
+    fn new(proto: Connection, now: u32) -> Self {
+        Conn {
+            proto,
+            out: OutQueue::default(),
+            sending: 0,
+            last_rx: now,
+            pinged: false,
+            paused: false,
+            dirty: false,
+            close_after_flush: false,
+            close_now: false,
+            closing: false,
+            closed: false,
+        }
+    }
+}
+
 // Connection state is per-connection memory (STYLE.md: state is a budget): 56 bytes of protocol
 // state, 80 of out-queue (owned tail, shared parts and their drop flags), the in-flight length and
 // flags. With the driver's socket state this stays far inside the 0.5 KiB per idle connection goal.
@@ -106,6 +126,8 @@ struct State<A> {
     started: Instant,
     idle: idle::IdleWheel,
     expired: Vec<Token>,
+    /// Other workers to wake at this turn's flush (the application handed them messages).
+    wakes: Vec<crate::io::Waker>,
 }
 
 /// A worker: its driver and its state.
@@ -145,6 +167,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 started: now,
                 idle: idle::IdleWheel::default(),
                 expired: Vec::new(),
+                wakes: Vec::new(),
             },
         }
     }
@@ -235,19 +258,7 @@ impl<A: App> State<A> {
         if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY failed");
         }
-        let token = self.conns.insert(Conn {
-            proto: Connection::new(),
-            out: OutQueue::default(),
-            sending: 0,
-            last_rx: self.second,
-            pinged: false,
-            paused: false,
-            dirty: false,
-            close_after_flush: false,
-            close_now: false,
-            closing: false,
-            closed: false,
-        });
+        let token = self.conns.insert(Conn::new(Connection::new(), self.second));
         self.accepted.push((token, fd));
         self.handshakes.arm(self.now, token);
         let stats = self.worker_stats();
@@ -419,6 +430,7 @@ impl<A: App> State<A> {
             budget: self.budget,
             stats: &self.shared.workers[self.id],
             pool: &mut self.pool,
+            wakes: &mut self.wakes,
         };
         self.app.flush(&mut deliver);
     }
@@ -428,6 +440,9 @@ impl<A: App> State<A> {
     fn flush<D: Driver>(&mut self, driver: &mut D) {
         for (token, fd) in self.accepted.drain(..) {
             driver.register(token, fd);
+        }
+        for waker in self.wakes.drain(..) {
+            driver.wake_worker(&waker);
         }
         // Taken and put back so the list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -477,6 +492,7 @@ struct SlabDeliver<'a> {
     budget: Budget,
     stats: &'a crate::server::WorkerStats,
     pool: &'a mut Vec<Vec<u8>>,
+    wakes: &'a mut Vec<crate::io::Waker>,
 }
 
 /// Published frames up to this size are copied into each subscriber's owned tail instead of being
@@ -573,6 +589,10 @@ impl Deliver for SlabDeliver<'_> {
             }
         }
         queued
+    }
+
+    fn wake(&mut self, waker: &crate::io::Waker) {
+        self.wakes.push(waker.clone());
     }
 }
 
