@@ -10,8 +10,10 @@
 //! Order: a worker pushes its publishes onto each target's FIFO inbox in publish order, so
 //! messages from one publisher reach every subscriber in order, whichever worker it is on.
 //!
-//! Wake-up: an eventfd write per target worker per loop turn (not per message). MSG_RING, the
-//! other candidate in DESIGN.md decision 7, is not measured yet.
+//! Wake-up: once per target worker per loop turn (not per message), through the waking worker's
+//! driver: an eventfd write, or on io_uring with `WSD_RELAY_WAKE=msg_ring` an `IORING_OP_MSG_RING`
+//! posted to the target's ring with the turn's other submissions (DESIGN.md decision 7; the
+//! measurements behind the default are at `uring::RelayWake`).
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;

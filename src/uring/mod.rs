@@ -53,9 +53,25 @@ pub struct UringParams {
 
 /// How an io_uring worker wakes another worker that it handed pub/sub messages to.
 ///
-/// Measured on the 2-core VM (6.18 kernel), 1 publisher -> 1,000 subscribers split over two
-/// workers, publisher on one of them: see BENCHMARKS.md, "Relay wake-up". (Figures in the
-/// comment at [`RelayWake::DEFAULT`].)
+/// Both are built; eventfd is the default because MSG_RING did not measure faster. Measured on the
+/// shared 2-core VM (Linux 6.18, other builds running, so only differences of a factor would
+/// count), commit 4786213:
+///
+/// - `cargo bench -p wsd --bench relay_wake` (worker A wakes B asleep in `io_uring_enter`, B
+///   wakes A back; median of criterion's estimate, µs per round trip): threads free to use both
+///   cores, `taskset -c 0,1`, 5 runs: eventfd 9.21 / 9.58 / 7.46 / 6.45 / 5.78, MSG_RING
+///   8.10 / 9.90 / 7.61 / 6.68 / 6.86; both on one core, `taskset -c 0`: eventfd 8.49, MSG_RING
+///   11.00. MSG_RING to a `DEFER_TASKRUN` ring is delivered as task work on the target, which
+///   costs about what the eventfd write and multishot poll cost.
+/// - Loadtest, 2 workers on core 0, 4 subscribers (2 per worker), 20,000 publications/s so every
+///   publication wakes the other worker (`wsd-loadtest fanout --subscribers 4 --rate 20000
+///   --duration 4`), server CPU µs per delivery over 3 alternating runs: eventfd 6.25 / 3.97 /
+///   4.44, MSG_RING 4.06 / 4.68 / 3.69; p50 latency 77-89 µs vs 75-97 µs. No difference
+///   beyond the noise.
+///
+/// MSG_RING saves the sender's `write` syscall (the wake-up rides on the turn's `io_uring_enter`)
+/// and the target's eventfd `read`, i.e. two syscalls per woken worker per turn, not per message;
+/// `WSD_RELAY_WAKE=msg_ring` selects it so a quiet machine can settle the choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayWake {
     /// Write the target's eventfd (one `write` syscall per target per turn, at flush).
@@ -67,7 +83,7 @@ pub enum RelayWake {
 
 impl RelayWake {
     /// The choice, from measurements (see the enum's documentation).
-    pub const DEFAULT: RelayWake = RelayWake::MsgRing;
+    pub const DEFAULT: RelayWake = RelayWake::Eventfd;
 
     /// `WSD_RELAY_WAKE=eventfd|msg_ring` overrides the default (kept for measuring both).
     pub fn from_env() -> RelayWake {
