@@ -17,6 +17,9 @@ const POOL_SMALL_CAPACITY: usize = 8 * 1024;
 /// Capacity of a tail allocated when the pool is empty: most turns' output fits without growing.
 const FRESH_CAPACITY: usize = 4 * 1024;
 
+/// Shared parts a queue makes room for at once.
+const SHARED_PARTS: usize = 16;
+
 /// Bytes waiting to be handed to the driver.
 #[derive(Debug, Default)]
 pub struct OutQueue {
@@ -38,6 +41,11 @@ impl OutQueue {
 
     /// Queues a shared frame after everything queued so far, without copying it.
     pub fn push_shared(&mut self, frame: Bytes) {
+        if self.parts.capacity() == 0 {
+            // One allocation per turn instead of a growth chain 1, 2, 4, 8 (`take` leaves none).
+            self.parts.reserve(SHARED_PARTS);
+            self.droppable.reserve(SHARED_PARTS);
+        }
         if !self.tail.is_empty() {
             let owned = std::mem::take(&mut self.tail);
             self.parts_len += owned.len();
