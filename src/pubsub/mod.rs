@@ -3,8 +3,8 @@
 //!
 //! A PUBLISH is validated once, framed once (WebSocket header + MESSAGE envelope with the
 //! publisher's `data` bytes spliced in verbatim) into one refcounted buffer, and that buffer is
-//! queued on every subscriber of this worker at the end of the loop turn and handed to every other
-//! worker that has subscribers of the topic.
+//! queued on every subscriber of this worker at the end of the loop turn (copied when small, see
+//! `worker::COPY_FRAME_MAX`) and handed to every other worker that has subscribers of the topic.
 #![forbid(unsafe_code)]
 
 pub mod relay;

@@ -1,6 +1,6 @@
 //! A connection's out-queue: the bytes owed to the peer, in order, as owned bytes (protocol
-//! replies, echoes) and shared frames (a published message, framed once, referenced by every
-//! subscriber's queue).
+//! replies, echoes, small published frames copied in) and shared frames (a larger published
+//! message, framed once, referenced by every subscriber's queue).
 
 use bytes::Bytes;
 
