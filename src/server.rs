@@ -43,6 +43,11 @@ pub struct WorkerStats {
     pub recv_enobufs: AtomicU64,
     /// Completion-queue overflows recovered from (io_uring).
     pub cq_overflows: AtomicU64,
+    /// Loop turns (each one `io_uring_enter` or `epoll_wait`, plus what the turn queued).
+    pub turns: AtomicU64,
+    /// Sends handed to the driver (one per connection with output per turn, at most one in
+    /// flight each): with `delivered`, the kernel sends per delivery.
+    pub sends: AtomicU64,
     /// Pub/sub: topics with at least one subscriber on this worker.
     pub topics: AtomicUsize,
     /// Pub/sub: subscriptions held by this worker's connections.

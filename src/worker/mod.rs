@@ -128,6 +128,9 @@ struct State<A> {
     expired: Vec<Token>,
     /// Other workers to wake at this turn's flush (the application handed them messages).
     wakes: Vec<crate::io::Waker>,
+    /// Loop turns and sends so far (published to `WorkerStats` every turn).
+    turns: u64,
+    sends: u64,
 }
 
 /// A worker: its driver and its state.
@@ -168,6 +171,8 @@ impl<D: Driver, A: App> Worker<D, A> {
                 idle: idle::IdleWheel::default(),
                 expired: Vec::new(),
                 wakes: Vec::new(),
+                turns: 0,
+                sends: 0,
             },
         }
     }
@@ -181,6 +186,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             self.state.now = Instant::now();
             let elapsed = self.state.now.duration_since(self.state.started).as_secs();
             self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
+            self.state.turns += 1;
             self.state.publish_counters(self.driver.counters());
             self.state.check_stop(&mut self.driver);
             self.state.expire();
@@ -245,6 +251,8 @@ impl<A: App> State<A> {
         stats
             .cq_overflows
             .store(counters.cq_overflows, Ordering::Relaxed);
+        stats.turns.store(self.turns, Ordering::Relaxed);
+        stats.sends.store(self.sends, Ordering::Relaxed);
     }
 
     fn worker_stats(&self) -> &crate::server::WorkerStats {
@@ -465,6 +473,7 @@ impl<A: App> State<A> {
             if conn.sending == 0 && !conn.out.is_empty() {
                 conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
                 driver.send(token, conn.out.take());
+                self.sends += 1;
             }
             let pause = conn.sending as usize + conn.out.len() > READ_PAUSE_BYTES;
             if pause != conn.paused {

@@ -38,7 +38,7 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
             concat!(
                 r#"{}{{"connections":{},"accepted":{},"topics":{},"subscriptions":{},"#,
                 r#""published":{},"delivered":{},"dropped_newest":{},"dropped_oldest":{},"#,
-                r#""closed_backpressure":{}}}"#
+                r#""closed_backpressure":{},"turns":{},"sends":{}}}"#
             ),
             sep,
             open,
@@ -50,6 +50,8 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
             w.dropped_newest.load(Ordering::Relaxed),
             w.dropped_oldest.load(Ordering::Relaxed),
             w.closed_backpressure.load(Ordering::Relaxed),
+            w.turns.load(Ordering::Relaxed),
+            w.sends.load(Ordering::Relaxed),
         );
     }
     let _ = write!(
