@@ -87,6 +87,11 @@ pub trait Driver {
     fn close(&mut self, token: Token);
     /// Stops accepting new connections (closes this worker's listener).
     fn stop_accepting(&mut self);
+    /// Wakes the worker behind `waker` (another worker, after handing it messages). The default
+    /// writes its eventfd at once; a driver may instead queue the wake-up with its next submission.
+    fn wake_worker(&mut self, waker: &Waker) {
+        waker.wake();
+    }
     /// The driver's recovery counters.
     fn counters(&self) -> DriverCounters {
         DriverCounters::default()
@@ -125,10 +130,13 @@ impl fmt::Display for Backend {
     }
 }
 
-/// Wakes a worker from another thread (an eventfd the worker's driver watches).
+/// Wakes a worker from another thread: an eventfd the worker's driver watches, and, once an
+/// io_uring driver has registered its ring, that ring, which other io_uring workers can post a
+/// completion to (`IORING_OP_MSG_RING`, see [`Driver::wake_worker`]).
 #[derive(Debug, Clone)]
 pub struct Waker {
     fd: std::sync::Arc<OwnedFd>,
+    ring: std::sync::Arc<std::sync::OnceLock<OwnedFd>>,
 }
 
 impl Waker {
@@ -138,7 +146,19 @@ impl Waker {
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Waker {
             fd: std::sync::Arc::new(fd),
+            ring: std::sync::Arc::default(),
         })
+    }
+
+    /// Registers the worker's io_uring (a descriptor of its own, so the ring outlives any waker
+    /// that may still post to it). Only the first registration counts.
+    pub fn set_ring(&self, ring: OwnedFd) {
+        let _ = self.ring.set(ring);
+    }
+
+    /// The worker's io_uring, if its driver registered one.
+    pub fn ring(&self) -> Option<&OwnedFd> {
+        self.ring.get()
     }
 
     /// Wakes the worker; cheap enough to call on every cross-thread hand-off.

@@ -327,6 +327,10 @@ impl Server {
 
     /// As [`Server::start`], with the io_uring ring sized by `uring` instead of the defaults.
     pub fn start_tuned(config: &Config, uring: UringParams) -> Result<Server, StartError> {
+        let uring = UringParams {
+            relay_wake: config.relay_wake,
+            ..uring
+        };
         let backend = choose_backend(config.io)?;
         let workers = config.cluster_workers.resolve();
         let requested = SocketAddr::new(config.host, config.port);

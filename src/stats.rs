@@ -91,8 +91,11 @@ pub struct WorkerStats {
     pub closes: [AtomicU64; CLOSE_CODES.len()],
     /// Bytes queued for peers and not yet sent, as of the end of the last loop turn.
     pub queued_bytes: AtomicU64,
-    /// Event-loop turns.
+    /// Event-loop turns (each one `io_uring_enter` or `epoll_wait`, plus what the turn queued).
     pub loop_turns: AtomicU64,
+    /// Sends handed to the driver (one per connection with output per turn, at most one in
+    /// flight each): with `delivered`, the kernel sends per delivery.
+    pub sends: AtomicU64,
     /// Oversized messages discarded under `PAYLOAD_LIMIT_POLICY=send`.
     pub oversized_discarded: AtomicU64,
 }

@@ -17,7 +17,7 @@ use common::*;
 use tungstenite::Message;
 use wsd::io::Backend;
 
-const KNOBS: [&str; 15] = [
+const KNOBS: [&str; 19] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -33,6 +33,10 @@ const KNOBS: [&str; 15] = [
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "UPGRADE_MAX_CONCURRENT",
+    "PAYLOAD_LIMIT_POLICY",
+    "METRICS_KEY",
+    "WSD_RELAY_WAKE",
+    "WSD_CONFIG",
 ];
 
 /// The binary with none of wsd's variables inherited from the test environment.

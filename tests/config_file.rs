@@ -35,7 +35,7 @@ fn wsd() -> Command {
 }
 
 /// Every variable wsd reads (checked against `--print-config` in `bad_value_of_each_knob...`).
-const KNOB_VARS: [&str; 22] = [
+const KNOB_VARS: [&str; 23] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -57,6 +57,7 @@ const KNOB_VARS: [&str; 22] = [
     "PAYLOAD_LIMIT_POLICY",
     "METRICS_KEY",
     "LOG_FORMAT",
+    "WSD_RELAY_WAKE",
     "WSD_CONFIG",
 ];
 
@@ -217,6 +218,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("payload_limit_policy", "\"truncate\""),
         ("metrics_key", "\"\""),
         ("log_format", "\"xml\""),
+        ("wsd_relay_wake", "\"signal\""),
     ];
     let keys = knob_keys();
     let covered: Vec<String> = bad.iter().map(|(k, _)| (*k).to_owned()).collect();

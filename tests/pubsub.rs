@@ -21,6 +21,7 @@ use wsd::app::AppKind;
 use wsd::config::{BackpressurePolicy, Config, Workers};
 use wsd::io::Backend;
 use wsd::server::Server;
+use wsd::uring::RelayWake;
 
 /// A pub/sub server on two workers; `tweak` may change any knob.
 fn start_pubsub(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server {
@@ -323,9 +324,17 @@ fn acks_come_only_with_a_correlation_id() {
 fn two_publishers_on_different_workers_each_keep_their_order() {
     const SUBS: usize = 24;
     const EACH: usize = 300;
-    for backend in backends() {
-        let ctx = format!("[{backend}]");
-        let server = start_pubsub(backend, |_| {});
+    // On io_uring, both ways of waking the other worker (WSD_RELAY_WAKE) are exercised.
+    let runs = backends().into_iter().flat_map(|backend| {
+        let wakes: &[RelayWake] = match backend {
+            Backend::Uring => &[RelayWake::Eventfd, RelayWake::MsgRing],
+            Backend::Epoll => &[RelayWake::Eventfd],
+        };
+        wakes.iter().map(move |&wake| (backend, wake))
+    });
+    for (backend, wake) in runs {
+        let ctx = format!("[{backend} {wake:?}]");
+        let server = start_pubsub(backend, |cfg| cfg.relay_wake = wake);
         let addr = server.local_addr();
         let mut pub_a = client_on_worker(addr, 0, &format!("{ctx} publisher A"));
         let mut pub_b = client_on_worker(addr, 1, &format!("{ctx} publisher B"));

@@ -32,6 +32,7 @@ fn enobufs_and_cq_overflow_lose_nothing() {
         recv_buf_size: 512,
         sq_entries: 8,
         cq_entries: 16,
+        ..UringParams::default()
     };
     let server = off_thread(move || Server::start_tuned(&config, tiny)).expect("server starts");
     let addr = server.local_addr();

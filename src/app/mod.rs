@@ -8,7 +8,7 @@ pub mod echo;
 
 use bytes::Bytes;
 
-use crate::io::Token;
+use crate::io::{Token, Waker};
 use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
@@ -63,6 +63,25 @@ pub enum SendStatus {
 pub trait Deliver {
     /// Queues a shared frame (a complete WebSocket frame, built once) on `conn`, without copying it.
     fn send_shared(&mut self, conn: ConnId, frame: &Bytes) -> SendStatus;
+
+    /// Queues `frame` on every connection of `conns` but `exclude`, in order; returns how many
+    /// queued it. One call per message rather than per subscriber, so the sink can decide once how
+    /// to queue the frame and loop without a dynamic call per delivery.
+    fn send_to_all(&mut self, conns: &[ConnId], exclude: Option<ConnId>, frame: &Bytes) -> u64 {
+        let mut queued = 0;
+        for &conn in conns {
+            if Some(conn) != exclude && self.send_shared(conn, frame) == SendStatus::Queued {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Wakes another worker after handing it messages, with the worker's own driver (which may
+    /// fold the wake-up into its next submission). The default wakes it at once.
+    fn wake(&mut self, waker: &Waker) {
+        waker.wake();
+    }
 }
 
 /// What runs on a worker for its connections.

@@ -32,6 +32,7 @@ use clap::{
 
 use crate::app::AppKind;
 use crate::io::IoMode;
+use crate::uring::RelayWake;
 
 /// Default `PORT`.
 pub const DEFAULT_PORT: u16 = 3000;
@@ -336,6 +337,12 @@ pub struct Config {
     /// json otherwise).
     #[arg(long, env = "LOG_FORMAT", default_value = "auto", value_enum)]
     pub log_format: LogFormat,
+
+    /// io_uring only: how a worker wakes another it relayed pub/sub messages to: `eventfd` (a
+    /// write) or `msg_ring` (IORING_OP_MSG_RING sent with the turn's other submissions). Measured
+    /// equal within noise (figures at `uring::RelayWake`); eventfd is the default.
+    #[arg(long, env = "WSD_RELAY_WAKE", default_value = "eventfd", value_enum)]
+    pub relay_wake: RelayWake,
 }
 
 impl Default for Config {
@@ -363,6 +370,7 @@ impl Default for Config {
             payload_limit_policy: PayloadLimitPolicy::Close,
             metrics_key: None,
             log_format: LogFormat::Auto,
+            relay_wake: RelayWake::DEFAULT,
         }
     }
 }

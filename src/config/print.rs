@@ -66,6 +66,7 @@ impl Config {
             ("payload_limit_policy", name(self.payload_limit_policy)),
             ("metrics_key", secret(&self.metrics_key)),
             ("log_format", name(self.log_format)),
+            ("wsd_relay_wake", name(self.relay_wake)),
         ]
     }
 }

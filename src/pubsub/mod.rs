@@ -3,8 +3,8 @@
 //!
 //! A PUBLISH is validated once, framed once (WebSocket header + MESSAGE envelope with the
 //! publisher's `data` bytes spliced in verbatim) into one refcounted buffer, and that buffer is
-//! queued on every subscriber of this worker at the end of the loop turn and handed to every other
-//! worker that has subscribers of the topic.
+//! queued on every subscriber of this worker at the end of the loop turn (copied when small, see
+//! `worker::COPY_FRAME_MAX`) and handed to every other worker that has subscribers of the topic.
 #![forbid(unsafe_code)]
 
 pub mod relay;
@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
+use crate::app::{App, ConnId, Deliver, Outbox};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
 use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
@@ -114,21 +114,10 @@ impl PubSub {
             .store(self.topics.subscription_count(), Ordering::Relaxed);
     }
 
-    /// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
-    fn frame_message(topic: &str, data: &[u8]) -> Bytes {
-        let len = envelope::message_len(topic, data);
-        let mut header = [0u8; 14];
-        let header_len = frame::encode_header(&mut header, true, Opcode::Text, None, len as u64);
-        let mut buf = Vec::with_capacity(header_len + len);
-        buf.extend_from_slice(&header[..header_len]);
-        envelope::write_message(&mut buf, topic, data);
-        Bytes::from(buf)
-    }
-
     /// Publishes `data` on `topic`: framed once, queued for this worker's subscribers (except
     /// `exclude`) at the end of the turn, handed to every other worker with subscribers.
     fn publish(&mut self, exclude: Option<ConnId>, topic: &str, data: &[u8]) {
-        let frame = Self::frame_message(topic, data);
+        let frame = frame_message(topic, data);
         self.my_stats().published.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = self.topics.key(topic) {
             self.pending.push(Pending {
@@ -211,6 +200,17 @@ impl PubSub {
             }
         }
     }
+}
+
+/// Frames a MESSAGE once: WebSocket header + envelope in one exactly sized buffer.
+pub fn frame_message(topic: &str, data: &[u8]) -> Bytes {
+    let len = envelope::message_len(topic, data);
+    let mut header = [0u8; 14];
+    let header_len = frame::encode_header(&mut header, true, Opcode::Text, None, len as u64);
+    let mut buf = Vec::with_capacity(header_len + len);
+    buf.extend_from_slice(&header[..header_len]);
+    envelope::write_message(&mut buf, topic, data);
+    Bytes::from(buf)
 }
 
 fn ack(out: &mut Vec<u8>, of: &str, correlation_id: Option<&str>) {
@@ -375,17 +375,10 @@ impl App for PubSub {
     fn flush(&mut self, deliver: &mut dyn Deliver) {
         // Drops are counted by the worker, per reason; deliveries here.
         let mut delivered = 0u64;
-        let mut count = |status| {
-            if status == SendStatus::Queued {
-                delivered += 1;
-            }
-        };
         // Messages other workers published, in the order they were handed over.
         while let Some(Relayed { topic, frame }) = self.relay.pop(self.worker) {
             if let Some(key) = self.topics.key(&topic) {
-                for &sub in self.topics.subscribers(key) {
-                    count(deliver.send_shared(sub, &frame));
-                }
+                delivered += deliver.send_to_all(self.topics.subscribers(key), None, &frame);
             }
         }
         for Pending {
@@ -394,15 +387,13 @@ impl App for PubSub {
             exclude,
         } in self.pending.drain(..)
         {
-            for &sub in self.topics.subscribers(topic) {
-                if Some(sub) != exclude {
-                    count(deliver.send_shared(sub, &frame));
-                }
-            }
+            delivered += deliver.send_to_all(self.topics.subscribers(topic), exclude, &frame);
         }
         for (worker, wake) in self.to_wake.iter_mut().enumerate() {
-            if std::mem::take(wake) {
-                self.relay.wake(worker);
+            if std::mem::take(wake)
+                && let Some(waker) = self.relay.waker(worker)
+            {
+                deliver.wake(waker);
             }
         }
         if delivered > 0 {

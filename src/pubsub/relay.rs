@@ -10,8 +10,10 @@
 //! Order: a worker pushes its publishes onto each target's FIFO inbox in publish order, so
 //! messages from one publisher reach every subscriber in order, whichever worker it is on.
 //!
-//! Wake-up: an eventfd write per target worker per loop turn (not per message). MSG_RING, the
-//! other candidate in DESIGN.md decision 7, is not measured yet.
+//! Wake-up: once per target worker per loop turn (not per message), through the waking worker's
+//! driver: an eventfd write, or on io_uring with `WSD_RELAY_WAKE=msg_ring` an `IORING_OP_MSG_RING`
+//! posted to the target's ring with the turn's other submissions (DESIGN.md decision 7; the
+//! measurements behind the default are at `uring::RelayWake`).
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
@@ -88,7 +90,7 @@ impl Relay {
             .is_some_and(|cell| cell.load(Ordering::SeqCst) & (1 << worker) != 0)
     }
 
-    /// Hands a message to `worker` (woken later by [`Relay::wake`]).
+    /// Hands a message to `worker` (woken later through [`Relay::waker`]).
     pub fn push(&self, worker: usize, message: Relayed) {
         if let Some(inbox) = self.inboxes.get(worker) {
             inbox.push(message);
@@ -100,11 +102,9 @@ impl Relay {
         self.inboxes.get(worker)?.pop()
     }
 
-    /// Wakes `worker` to drain its inbox.
-    pub fn wake(&self, worker: usize) {
-        if let Some(waker) = self.wakers.get(worker) {
-            waker.wake();
-        }
+    /// The waker of `worker`, to wake it to drain its inbox.
+    pub fn waker(&self, worker: usize) -> Option<&Waker> {
+        self.wakers.get(worker)
     }
 }
 

@@ -1,5 +1,11 @@
 //! A worker's topic table: topic → local subscribers and connection → its topics, kept in step
 //! and emptied completely on unsubscribe and disconnect.
+//!
+//! The two sides point at each other: a topic's subscriber entry knows where the subscription sits
+//! in the connection's list and the connection's entry knows where it sits in the topic's list, so
+//! removing a subscriber is a `swap_remove` and two index fixes, not a search through a topic's
+//! (possibly very long) subscriber list. A connection's own list is searched linearly; it holds at
+//! most `MAX_SUBSCRIPTIONS` entries.
 
 use std::collections::HashMap;
 
@@ -17,7 +23,19 @@ pub struct TopicKey {
 struct Topic {
     name: Box<str>,
     generation: u32,
+    /// The subscribers, in no particular order (delivery walks this slice).
     subscribers: Vec<ConnId>,
+    /// For each subscriber: where this topic sits in that connection's `by_conn` list.
+    back: Vec<u32>,
+}
+
+/// One subscription as its connection lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    /// The topic's slot.
+    topic: u32,
+    /// Where the connection sits in the topic's `subscribers`.
+    at: u32,
 }
 
 /// Why a subscription was refused.
@@ -44,7 +62,7 @@ pub struct TopicTable {
     topics: Vec<Option<Topic>>,
     generations: Vec<u32>,
     free: Vec<u32>,
-    by_conn: HashMap<ConnId, Vec<u32>>,
+    by_conn: HashMap<ConnId, Vec<Held>>,
     subscriptions: usize,
 }
 
@@ -58,7 +76,7 @@ impl TopicTable {
     ) -> Result<Subscribed, SubscribeError> {
         let mine = self.by_conn.entry(conn).or_default();
         if let Some(&index) = self.ids.get(name)
-            && mine.contains(&index)
+            && mine.iter().any(|h| h.topic == index)
         {
             return Ok(Subscribed {
                 new: false,
@@ -79,8 +97,15 @@ impl TopicTable {
             return Err(SubscribeError::TooMany); // unreachable: `create` filled the slot
         };
         let first = topic.subscribers.is_empty();
+        let mine = self.by_conn.entry(conn).or_default();
+        topic
+            .back
+            .push(u32::try_from(mine.len()).unwrap_or(u32::MAX));
+        mine.push(Held {
+            topic: index,
+            at: u32::try_from(topic.subscribers.len()).unwrap_or(u32::MAX),
+        });
         topic.subscribers.push(conn);
-        self.by_conn.entry(conn).or_default().push(index);
         self.subscriptions += 1;
         Ok(Subscribed { new: true, first })
     }
@@ -99,6 +124,7 @@ impl TopicTable {
             name: name.into(),
             generation,
             subscribers: Vec::new(),
+            back: Vec::new(),
         });
         self.ids.insert(name.into(), index);
         index
@@ -109,12 +135,19 @@ impl TopicTable {
     pub fn unsubscribe(&mut self, conn: ConnId, name: &str) -> Option<bool> {
         let index = *self.ids.get(name)?;
         let mine = self.by_conn.get_mut(&conn)?;
-        let at = mine.iter().position(|&i| i == index)?;
-        mine.swap_remove(at);
+        let slot = mine.iter().position(|h| h.topic == index)?;
+        let held = mine.swap_remove(slot);
+        // The entry moved into `slot` must tell its topic where it now is.
+        if let Some(moved) = mine.get(slot)
+            && let Some(Some(topic)) = self.topics.get_mut(moved.topic as usize)
+            && let Some(back) = topic.back.get_mut(moved.at as usize)
+        {
+            *back = slot as u32;
+        }
         if mine.is_empty() {
             self.by_conn.remove(&conn);
         }
-        Some(self.detach(index, conn))
+        Some(self.detach(held))
     }
 
     /// Removes every subscription of `conn`; calls `on_last(name)` for each topic that lost its
@@ -123,13 +156,13 @@ impl TopicTable {
         let Some(mine) = self.by_conn.remove(&conn) else {
             return 0;
         };
-        for &index in &mine {
+        for &held in &mine {
             let name = self
                 .topics
-                .get(index as usize)
+                .get(held.topic as usize)
                 .and_then(|t| t.as_ref())
                 .map(|t| t.name.clone());
-            if self.detach(index, conn)
+            if self.detach(held)
                 && let Some(name) = name
             {
                 on_last(&name);
@@ -138,17 +171,30 @@ impl TopicTable {
         mine.len()
     }
 
-    /// Takes `conn` off topic `index`; frees the topic when it was the last subscriber.
-    fn detach(&mut self, index: u32, conn: ConnId) -> bool {
+    /// Takes a subscription off its topic (the connection's side is already updated); frees the
+    /// topic when it was the last subscriber.
+    fn detach(&mut self, held: Held) -> bool {
+        let index = held.topic;
         let Some(slot) = self.topics.get_mut(index as usize) else {
             return false;
         };
         let Some(topic) = slot.as_mut() else {
             return false;
         };
-        if let Some(at) = topic.subscribers.iter().position(|&c| c == conn) {
+        let at = held.at as usize;
+        if at < topic.subscribers.len() {
             topic.subscribers.swap_remove(at);
+            topic.back.swap_remove(at);
             self.subscriptions -= 1;
+            // The subscriber moved into `at` must learn its new place.
+            if let (Some(moved), Some(&back)) = (topic.subscribers.get(at), topic.back.get(at))
+                && let Some(h) = self
+                    .by_conn
+                    .get_mut(moved)
+                    .and_then(|list| list.get_mut(back as usize))
+            {
+                h.at = held.at;
+            }
         }
         if !topic.subscribers.is_empty() {
             return false;
@@ -199,6 +245,91 @@ impl TopicTable {
 mod tests {
     use super::*;
     use crate::io::Token;
+
+    impl TopicTable {
+        /// Both sides point at each other and the counts agree.
+        fn check(&self) {
+            let mut held = 0;
+            for (conn, list) in &self.by_conn {
+                assert!(!list.is_empty(), "no empty connection entries");
+                for (slot, h) in list.iter().enumerate() {
+                    let topic = self.topics[h.topic as usize].as_ref().expect("live topic");
+                    assert_eq!(topic.subscribers[h.at as usize], *conn);
+                    assert_eq!(topic.back[h.at as usize] as usize, slot);
+                    held += 1;
+                }
+            }
+            let listed: usize = self
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| t.subscribers.len())
+                .sum();
+            assert_eq!((held, listed), (self.subscriptions, self.subscriptions));
+            for topic in self.topics.iter().flatten() {
+                assert_eq!(topic.subscribers.len(), topic.back.len());
+                assert!(!topic.subscribers.is_empty(), "empty topics are freed");
+            }
+        }
+    }
+
+    #[test]
+    fn removal_keeps_both_sides_in_step() {
+        // A deterministic pseudo-random sweep of subscribes, unsubscribes and disconnects.
+        let mut t = TopicTable::default();
+        let mut x: u32 = 12345;
+        let mut next = |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        for step in 0..20_000 {
+            let c = conn(next(40));
+            let name = format!("t{}", next(12));
+            match next(10) {
+                0..=5 => {
+                    let _ = t.subscribe(c, &name, 8);
+                }
+                6..=8 => {
+                    t.unsubscribe(c, &name);
+                }
+                _ => {
+                    t.remove_conn(c, |_| {});
+                }
+            }
+            if step % 97 == 0 {
+                t.check();
+            }
+        }
+        t.check();
+        for i in 0..40 {
+            t.remove_conn(conn(i), |_| {});
+        }
+        t.check();
+        assert_eq!((t.topic_count(), t.subscription_count()), (0, 0));
+    }
+
+    #[test]
+    fn removing_one_of_many_subscribers_keeps_the_others() {
+        let mut t = TopicTable::default();
+        for i in 0..1000 {
+            t.subscribe(conn(i), "big", 4).expect("subscribe");
+            t.subscribe(conn(i), "other", 4).expect("subscribe");
+        }
+        for i in (0..1000).step_by(3) {
+            assert_eq!(t.unsubscribe(conn(i), "big"), Some(false));
+        }
+        for i in (1..1000).step_by(3) {
+            t.remove_conn(conn(i), |_| panic!("topics keep subscribers"));
+        }
+        t.check();
+        let big = t.key("big").expect("big");
+        let mut left: Vec<u32> = t.subscribers(big).iter().map(|c| c.index).collect();
+        left.sort_unstable();
+        let want: Vec<u32> = (2..1000).step_by(3).collect();
+        assert_eq!(left, want);
+    }
 
     fn conn(index: u32) -> ConnId {
         Token {

@@ -48,6 +48,44 @@ pub struct UringParams {
     pub sq_entries: u32,
     /// Completion queue entries (at least `sq_entries`).
     pub cq_entries: u32,
+    /// How this worker wakes another one after relaying it messages; see [`RelayWake`].
+    pub relay_wake: RelayWake,
+}
+
+/// How an io_uring worker wakes another worker that it handed pub/sub messages to.
+///
+/// Both are built; eventfd is the default because MSG_RING did not measure faster. Measured on the
+/// shared 2-core VM (Linux 6.18, other builds running, so only differences of a factor would
+/// count), commit 4786213:
+///
+/// - `cargo bench -p wsd --bench relay_wake` (worker A wakes B asleep in `io_uring_enter`, B
+///   wakes A back; median of criterion's estimate, µs per round trip): threads free to use both
+///   cores, `taskset -c 0,1`, 5 runs: eventfd 9.21 / 9.58 / 7.46 / 6.45 / 5.78, MSG_RING
+///   8.10 / 9.90 / 7.61 / 6.68 / 6.86; both on one core, `taskset -c 0`: eventfd 8.49, MSG_RING
+///   11.00. MSG_RING to a `DEFER_TASKRUN` ring is delivered as task work on the target, which
+///   costs about what the eventfd write and multishot poll cost.
+/// - Loadtest, 2 workers on core 0, 4 subscribers (2 per worker), 20,000 publications/s so every
+///   publication wakes the other worker (`wsd-loadtest fanout --subscribers 4 --rate 20000
+///   --duration 4`), server CPU µs per delivery over 3 alternating runs: eventfd 6.25 / 3.97 /
+///   4.44, MSG_RING 4.06 / 4.68 / 3.69; p50 latency 77-89 µs vs 75-97 µs. No difference
+///   beyond the noise.
+///
+/// MSG_RING saves the sender's `write` syscall (the wake-up rides on the turn's `io_uring_enter`)
+/// and the target's eventfd `read`, i.e. two syscalls per woken worker per turn, not per message;
+/// `WSD_RELAY_WAKE=msg_ring` selects it so a quiet machine can settle the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayWake {
+    /// Write the target's eventfd (one `write` syscall per target per turn, at flush).
+    Eventfd,
+    /// Post a completion to the target's ring with `IORING_OP_MSG_RING`, queued with this turn's
+    /// sends and submitted by the same `io_uring_enter` (no syscall of its own).
+    #[value(name = "msg_ring")]
+    MsgRing,
+}
+
+impl RelayWake {
+    /// The choice, from measurements (see the enum's documentation).
+    pub const DEFAULT: RelayWake = RelayWake::Eventfd;
 }
 
 impl Default for UringParams {
@@ -57,6 +95,7 @@ impl Default for UringParams {
             recv_buf_size: RECV_BUF_SIZE,
             sq_entries: SQ_ENTRIES,
             cq_entries: CQ_ENTRIES,
+            relay_wake: RelayWake::DEFAULT,
         }
     }
 }
@@ -117,6 +156,7 @@ pub struct UringDriver {
     recv_inflight: usize,
     overflow_seen: u32,
     counters: DriverCounters,
+    relay_wake: RelayWake,
 }
 
 /// Whether io_uring with the features wsd needs can be set up in this process.
@@ -176,7 +216,13 @@ impl UringDriver {
             recv_inflight: 0,
             overflow_seen: 0,
             counters: DriverCounters::default(),
+            relay_wake: params.relay_wake,
         };
+        if params.relay_wake == RelayWake::MsgRing {
+            // Other workers post their wake-ups to this ring through a descriptor of their own.
+            let ring_fd = rustix::io::fcntl_dupfd_cloexec(&driver.ring, 0)?;
+            driver.waker.set_ring(ring_fd);
+        }
         driver.arm_accept();
         driver.arm_wake();
         Ok(driver)
@@ -369,6 +415,12 @@ impl UringDriver {
                 if !cqueue::more(flags) {
                     self.arm_wake();
                 }
+            }
+            OpKind::RingWake => on_event(Event::Woken),
+            OpKind::MsgRing => {
+                // Only failures complete (CQE_SKIP_SUCCESS): the target's ring is gone, which
+                // happens only while the server stops.
+                debug!(error = %io::Error::from_raw_os_error(-res), "MSG_RING wake-up failed");
             }
             OpKind::Recv => self.complete_recv(t, res, flags, on_event),
             OpKind::Send => self.complete_send(t, res, on_event),
@@ -608,6 +660,33 @@ impl Driver for UringDriver {
 
     fn counters(&self) -> DriverCounters {
         self.counters
+    }
+
+    fn wake_worker(&mut self, waker: &Waker) {
+        let Some(target) = waker
+            .ring()
+            .filter(|_| self.relay_wake == RelayWake::MsgRing)
+        else {
+            waker.wake();
+            return;
+        };
+        let t = Token {
+            index: 0,
+            generation: 0,
+        };
+        let sqe = opcode::MsgRingData::new(
+            types::Fd(target.as_raw_fd()),
+            0,
+            pack(OpKind::RingWake, t),
+            None,
+        )
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(pack(OpKind::MsgRing, t));
+        // SAFETY: MSG_RING reads and writes no buffer of ours; the target ring's descriptor is
+        // owned by `waker` (a duplicate, so the ring outlives its worker) and `waker` is one of
+        // the relay's, which lives as long as every worker.
+        unsafe { self.push(&sqe) };
     }
 
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {

@@ -17,6 +17,10 @@ pub enum OpKind {
     Wake = 4,
     /// An async cancel of a connection's receive (its completion carries nothing we need).
     Cancel = 5,
+    /// A completion another worker posted to this ring with MSG_RING: a wake-up.
+    RingWake = 6,
+    /// This worker's MSG_RING to another worker (completes only on failure).
+    MsgRing = 7,
 }
 
 const GENERATION_BITS: u32 = 24;
@@ -43,6 +47,8 @@ pub fn unpack(user_data: u64) -> Option<(OpKind, Token)> {
         3 => OpKind::Send,
         4 => OpKind::Wake,
         5 => OpKind::Cancel,
+        6 => OpKind::RingWake,
+        7 => OpKind::MsgRing,
         _ => return None,
     };
     let token = Token {
@@ -64,6 +70,8 @@ mod tests {
             OpKind::Send,
             OpKind::Wake,
             OpKind::Cancel,
+            OpKind::RingWake,
+            OpKind::MsgRing,
         ] {
             for (index, generation) in [(0, 0), (7, 1), (u32::MAX, 0xFF_FFFF), (42, 0x1_000_005)] {
                 let token = Token { index, generation };

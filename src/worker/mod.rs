@@ -12,6 +12,7 @@
 //! quiesced; the first turn that begins with every worker quiesced queues the close frames, behind
 //! everything any worker handed over before it quiesced.
 
+pub mod bench;
 mod deadlines;
 mod idle;
 mod outqueue;
@@ -52,9 +53,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// peer catches up, so a client that sends without reading cannot make the server queue without
 /// bound.
 pub const READ_PAUSE_BYTES: usize = 1 << 20;
-/// Output buffers kept for reuse per worker, and the largest one worth keeping.
-const POOL_BUFFERS: usize = 256;
-const POOL_MAX_CAPACITY: usize = 256 * 1024;
 
 /// One connection as the worker sees it.
 struct Conn {
@@ -79,6 +77,25 @@ struct Conn {
     closing: bool,
     /// `Driver::close` was called; waiting for `Released`.
     closed: bool,
+}
+
+impl Conn {
+    /// A connection in state `proto` whose peer was last heard from at worker second `now`.
+    fn new(proto: Connection, now: u32) -> Self {
+        Conn {
+            proto,
+            out: OutQueue::default(),
+            sending: 0,
+            last_rx: now,
+            pinged: false,
+            paused: false,
+            dirty: false,
+            close_after_flush: false,
+            close_now: false,
+            closing: false,
+            closed: false,
+        }
+    }
 }
 
 // Connection state is per-connection memory (STYLE.md: state is a budget): 56 bytes of protocol
@@ -125,6 +142,10 @@ struct State<A> {
     expired: Vec<Token>,
     /// Bytes queued for this worker's peers, for `/metrics`.
     queued: tally::QueuedBytes,
+    /// Other workers to wake at this turn's flush (the application handed them messages).
+    wakes: Vec<crate::io::Waker>,
+    /// Sends so far (published to `WorkerStats` every turn).
+    sends: u64,
 }
 
 /// This worker's part of the drain.
@@ -182,6 +203,8 @@ impl<D: Driver, A: App> Worker<D, A> {
                 idle: idle::IdleWheel::default(),
                 expired: Vec::new(),
                 queued: tally::QueuedBytes::default(),
+                wakes: Vec::new(),
+                sends: 0,
             },
         }
     }
@@ -252,9 +275,7 @@ impl<A: App> State<A> {
                 }
             }
             Event::Sent(token, out, result) => {
-                if self.pool.len() < POOL_BUFFERS && out.owned.capacity() <= POOL_MAX_CAPACITY {
-                    outqueue::recycle(out, &mut self.pool);
-                }
+                outqueue::recycle(out, &mut self.pool);
                 if let Some(conn) = self.conns.get_mut(token) {
                     conn.sending = 0;
                     if result.is_err() {
@@ -289,6 +310,7 @@ impl<A: App> State<A> {
         stats
             .cq_overflows
             .store(counters.cq_overflows, Ordering::Relaxed);
+        stats.sends.store(self.sends, Ordering::Relaxed);
     }
 
     fn worker_stats(&self) -> &WorkerStats {
@@ -317,19 +339,7 @@ impl<A: App> State<A> {
         if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY failed");
         }
-        let token = self.conns.insert(Conn {
-            proto: Connection::new(),
-            out: OutQueue::default(),
-            sending: 0,
-            last_rx: self.second,
-            pinged: false,
-            paused: false,
-            dirty: false,
-            close_after_flush: false,
-            close_now: false,
-            closing: false,
-            closed: false,
-        });
+        let token = self.conns.insert(Conn::new(Connection::new(), self.second));
         if let Some(peer) = peer {
             let index = token.index as usize;
             if self.peers.len() <= index {
@@ -644,6 +654,8 @@ impl<A: App> State<A> {
             budget: self.budget,
             stats: &self.shared.workers[self.id],
             queued: 0,
+            pool: &mut self.pool,
+            wakes: &mut self.wakes,
         };
         self.app.flush(&mut deliver);
         let queued = deliver.queued;
@@ -659,7 +671,12 @@ impl<A: App> State<A> {
         for (token, fd) in self.accepted.drain(..) {
             driver.register(token, fd);
         }
-        for token in std::mem::take(&mut self.dirty) {
+        for waker in self.wakes.drain(..) {
+            driver.wake_worker(&waker);
+        }
+        // Taken and put back so the list keeps its allocation from turn to turn.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &token in &dirty {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
@@ -684,6 +701,7 @@ impl<A: App> State<A> {
                 conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
                 add(&stats.bytes_out, conn.out.len() as u64);
                 driver.send(token, conn.out.take());
+                self.sends += 1;
             } else if drained && conn.closing && self.drain.is_some() {
                 // Draining: the close frame (behind the queued data) is sent; now the peer has
                 // CLOSE_TIMEOUT to answer it. (Arming twice is harmless: the first entry wins.)
@@ -697,8 +715,13 @@ impl<A: App> State<A> {
                 driver.set_reading(token, !pause);
             }
         }
-        self.dirty.clear();
-        self.pool.truncate(POOL_BUFFERS);
+        debug_assert!(
+            self.dirty.is_empty(),
+            "nothing marks a connection dirty while flushing"
+        );
+        dirty.clear();
+        self.dirty = dirty;
+        self.pool.truncate(outqueue::POOL_SMALL_BUFFERS);
         stats
             .queued_bytes
             .store(self.queued.total(), Ordering::Relaxed);
@@ -716,10 +739,26 @@ struct SlabDeliver<'a> {
     stats: &'a WorkerStats,
     /// Frames queued this turn (added to `messages_out` once, after the application's flush).
     queued: u64,
+    pool: &'a mut Vec<Vec<u8>>,
+    wakes: &'a mut Vec<crate::io::Waker>,
 }
 
-impl Deliver for SlabDeliver<'_> {
-    fn send_shared(&mut self, conn: ConnId, frame: &bytes::Bytes) -> SendStatus {
+/// Published frames up to this size are copied into each subscriber's owned tail instead of being
+/// shared: a copy of a small frame costs less than the reference count, the iovec and the
+/// `sendmsg` bookkeeping of a shared segment, and a connection's messages of one turn become one
+/// contiguous buffer (a plain send).
+pub const COPY_FRAME_MAX: usize = 256;
+
+impl SlabDeliver<'_> {
+    /// Whether `frame` is queued by copy (see [`COPY_FRAME_MAX`]). Not under `drop-oldest`, which
+    /// must be able to drop each queued message on its own.
+    fn copies(&self, frame: &[u8]) -> bool {
+        frame.len() <= COPY_FRAME_MAX && self.budget.policy != BackpressurePolicy::DropOldest
+    }
+
+    /// Queues `frame` on `conn` by copy (`copy`) or by reference, applying the budget.
+    #[inline(always)]
+    fn queue(&mut self, conn: ConnId, frame: &bytes::Bytes, copy: bool) -> SendStatus {
         let Some(c) = self.conns.get_mut(conn) else {
             return SendStatus::Gone;
         };
@@ -769,13 +808,45 @@ impl Deliver for SlabDeliver<'_> {
                 }
             }
         }
-        c.out.push_shared(frame.clone());
+        if copy {
+            c.out.push_copied(frame, self.pool);
+        } else {
+            c.out.push_shared(frame.clone());
+        }
         mark_dirty(self.dirty, c, conn);
         self.queued += 1;
         SendStatus::Queued
     }
 }
 
+impl Deliver for SlabDeliver<'_> {
+    fn send_shared(&mut self, conn: ConnId, frame: &bytes::Bytes) -> SendStatus {
+        let copy = self.copies(frame);
+        self.queue(conn, frame, copy)
+    }
+
+    fn send_to_all(
+        &mut self,
+        conns: &[ConnId],
+        exclude: Option<ConnId>,
+        frame: &bytes::Bytes,
+    ) -> u64 {
+        let copy = self.copies(frame);
+        let mut queued = 0;
+        for &conn in conns {
+            if Some(conn) != exclude && self.queue(conn, frame, copy) == SendStatus::Queued {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    fn wake(&mut self, waker: &crate::io::Waker) {
+        self.wakes.push(waker.clone());
+    }
+}
+
+#[inline(always)]
 fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
     if !conn.dirty {
         conn.dirty = true;

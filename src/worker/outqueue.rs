@@ -1,10 +1,24 @@
 //! A connection's out-queue: the bytes owed to the peer, in order, as owned bytes (protocol
-//! replies, echoes) and shared frames (a published message, framed once, referenced by every
-//! subscriber's queue).
+//! replies, echoes, small published frames copied in) and shared frames (a larger published
+//! message, framed once, referenced by every subscriber's queue).
 
 use bytes::Bytes;
 
 use crate::io::Outgoing;
+
+/// Output buffers a worker keeps for reuse, of any capacity up to `POOL_MAX_CAPACITY`...
+const POOL_BUFFERS: usize = 256;
+const POOL_MAX_CAPACITY: usize = 256 * 1024;
+/// ...and more of them when small: a fan-out turn hands one buffer per subscriber to the kernel,
+/// and each comes back at the end of its send; without them every turn would allocate (and grow)
+/// a buffer per subscriber. Bounds what the pool may hold to 64 MiB + 14 MiB.
+pub const POOL_SMALL_BUFFERS: usize = 2048;
+const POOL_SMALL_CAPACITY: usize = 8 * 1024;
+/// Capacity of a tail allocated when the pool is empty: most turns' output fits without growing.
+const FRESH_CAPACITY: usize = 4 * 1024;
+
+/// Shared parts a queue makes room for at once.
+const SHARED_PARTS: usize = 16;
 
 /// Bytes waiting to be handed to the driver.
 #[derive(Debug, Default)]
@@ -27,6 +41,11 @@ impl OutQueue {
 
     /// Queues a shared frame after everything queued so far, without copying it.
     pub fn push_shared(&mut self, frame: Bytes) {
+        if self.parts.capacity() == 0 {
+            // One allocation per turn instead of a growth chain 1, 2, 4, 8 (`take` leaves none).
+            self.parts.reserve(SHARED_PARTS);
+            self.droppable.reserve(SHARED_PARTS);
+        }
         if !self.tail.is_empty() {
             let owned = std::mem::take(&mut self.tail);
             self.parts_len += owned.len();
@@ -36,6 +55,18 @@ impl OutQueue {
         self.parts_len += frame.len();
         self.parts.push(frame);
         self.droppable.push(true);
+    }
+
+    /// Queues a small published frame by copying it into the owned tail: no reference count to
+    /// touch, and consecutive messages make one contiguous send buffer. Such a copy is never
+    /// dropped by `drop_oldest_shared`, so the worker copies only when that policy is not in use.
+    /// The tail takes a buffer from `pool` first if it has none.
+    #[inline(always)]
+    pub fn push_copied(&mut self, frame: &[u8], pool: &mut Vec<Vec<u8>>) {
+        if self.tail.capacity() == 0 {
+            self.provision(pool);
+        }
+        self.tail.extend_from_slice(frame);
     }
 
     /// Drops queued shared frames, oldest first, until `extra` more bytes fit in `budget` (or no
@@ -73,10 +104,10 @@ impl OutQueue {
 
     /// Gives the owned tail an allocation from `pool` when it has none.
     pub fn provision(&mut self, pool: &mut Vec<Vec<u8>>) {
-        if self.tail.capacity() == 0
-            && let Some(buf) = pool.pop()
-        {
-            self.tail = buf;
+        if self.tail.capacity() == 0 {
+            self.tail = pool
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(FRESH_CAPACITY));
         }
     }
 
@@ -104,10 +135,14 @@ impl OutQueue {
     }
 }
 
-/// Returns a finished send's owned buffer to `pool` (shared frames are simply dropped).
+/// Returns a finished send's owned buffer to `pool` if the pool has room for it (shared frames are
+/// simply dropped).
 pub fn recycle(out: Outgoing, pool: &mut Vec<Vec<u8>>) {
     let mut owned = out.owned;
-    if owned.capacity() > 0 {
+    let capacity = owned.capacity();
+    let keep = (capacity <= POOL_MAX_CAPACITY && pool.len() < POOL_BUFFERS)
+        || (capacity <= POOL_SMALL_CAPACITY && pool.len() < POOL_SMALL_BUFFERS);
+    if capacity > 0 && keep {
         owned.clear();
         pool.push(owned);
     }
@@ -137,6 +172,56 @@ mod tests {
         assert!(q.is_empty() && !q.holds_memory());
         // The shared frame was referenced, not copied.
         assert_eq!(out.parts[1].as_ptr(), shared.as_ptr());
+    }
+
+    #[test]
+    fn copied_frames_join_the_owned_tail_in_order() {
+        let mut pool = vec![Vec::with_capacity(64)];
+        let mut q = OutQueue::default();
+        q.push_copied(b"m1", &mut pool);
+        assert!(pool.is_empty(), "the tail took the pooled buffer");
+        q.push_shared(Bytes::from_static(b"S"));
+        q.push_copied(b"m2", &mut pool);
+        q.tail().extend_from_slice(b"pong");
+        assert_eq!(q.len(), 9);
+        let out = q.take();
+        let flat: Vec<u8> = out
+            .parts
+            .iter()
+            .flat_map(|p| p.to_vec())
+            .chain(out.owned)
+            .collect();
+        assert_eq!(flat, b"m1Sm2pong");
+        let mut q = OutQueue::default();
+        q.push_copied(b"m3", &mut pool);
+        assert!(
+            q.tail().capacity() >= FRESH_CAPACITY,
+            "an empty pool gives a fresh buffer"
+        );
+    }
+
+    #[test]
+    fn the_pool_keeps_many_small_buffers_and_few_large_ones() {
+        let mut pool = Vec::new();
+        for _ in 0..POOL_SMALL_BUFFERS + 10 {
+            let out = Outgoing {
+                parts: Vec::new(),
+                owned: Vec::with_capacity(FRESH_CAPACITY),
+            };
+            recycle(out, &mut pool);
+        }
+        assert_eq!(pool.len(), POOL_SMALL_BUFFERS);
+        let mut pool = vec![Vec::new(); POOL_BUFFERS];
+        let out = Outgoing {
+            parts: Vec::new(),
+            owned: Vec::with_capacity(POOL_SMALL_CAPACITY + 1),
+        };
+        recycle(out, &mut pool);
+        assert_eq!(
+            pool.len(),
+            POOL_BUFFERS,
+            "a large buffer past the large bound is freed"
+        );
     }
 
     #[test]

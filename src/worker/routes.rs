@@ -43,7 +43,7 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
             concat!(
                 r#"{}{{"connections":{},"accepted":{},"topics":{},"subscriptions":{},"#,
                 r#""published":{},"delivered":{},"dropped_newest":{},"dropped_oldest":{},"#,
-                r#""closed_backpressure":{}}}"#
+                r#""closed_backpressure":{},"turns":{},"sends":{}}}"#
             ),
             sep,
             open,
@@ -55,6 +55,8 @@ fn health(shared: &Shared, out: &mut Vec<u8>) {
             w.dropped_newest.load(Ordering::Relaxed),
             w.dropped_oldest.load(Ordering::Relaxed),
             w.closed_backpressure.load(Ordering::Relaxed),
+            w.loop_turns.load(Ordering::Relaxed),
+            w.sends.load(Ordering::Relaxed),
         );
     }
     let draining = shared.is_draining();

@@ -1,0 +1,58 @@
+//! Criterion bench of fan-out enqueueing: one published frame queued on 1,000 subscribers of one
+//! topic through the worker's real path (`TopicTable` lookup, `Deliver::send_to_all` over the
+//! worker's connection slab with its budget checks, out-queues and buffer pool), then the turn's
+//! flush (each queue taken as the driver would get it, its buffer back in the pool).
+//!
+//! Protects the user-space cost per delivery, the part of fan-out wsd controls (the rest is the
+//! kernel's TCP send): it must stay free of allocation and reference counting per delivery for
+//! small frames (copied) and free of copies for large ones (shared).
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wsd::config::BackpressurePolicy;
+use wsd::pubsub::topics::TopicTable;
+use wsd::worker::Budget;
+use wsd::worker::bench::{DeliverBench, frame};
+
+const SUBSCRIBERS: usize = 1000;
+
+fn fanout(c: &mut Criterion) {
+    let budget = Budget {
+        max_backpressure: 1 << 20,
+        policy: BackpressurePolicy::DropNewest,
+        idle_timeout: 0,
+        send_pings: false,
+    };
+    let mut g = c.benchmark_group("fanout_1000");
+    for (label, data_len, per_turn) in [
+        ("20 B data, 1 msg/turn", 20usize, 1usize),
+        ("20 B data, 16 msgs/turn", 20, 16),
+        ("1 KiB data (shared), 1 msg/turn", 1024, 1),
+    ] {
+        let mut conns = DeliverBench::new(SUBSCRIBERS, budget);
+        let mut topics = TopicTable::default();
+        for &conn in conns.conns() {
+            topics.subscribe(conn, "room:42", 16).expect("subscribe");
+        }
+        let data = format!("\"{}\"", "x".repeat(data_len - 2));
+        let message = frame("room:42", data.as_bytes());
+        g.throughput(Throughput::Elements((SUBSCRIBERS * per_turn) as u64));
+        g.bench_function(BenchmarkId::new(label, message.len()), |b| {
+            b.iter(|| {
+                let mut queued = 0;
+                for _ in 0..per_turn {
+                    let key = topics.key(black_box("room:42")).expect("topic");
+                    queued += conns
+                        .with_deliver(|d| d.send_to_all(topics.subscribers(key), None, &message));
+                }
+                assert_eq!(queued, (SUBSCRIBERS * per_turn) as u64);
+                black_box(conns.complete_sends())
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);

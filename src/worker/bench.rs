@@ -1,0 +1,114 @@
+//! A worker's connection table and fan-out sink without a driver or sockets, for the `fanout`
+//! criterion bench: the same `Conn`s, out-queues, budget checks and `SlabDeliver` a worker uses,
+//! with connections opened by a real upgrade request through the protocol core.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Budget, Conn, SlabDeliver, outqueue, slab::Slab};
+use crate::app::{ConnId, Deliver};
+use crate::io::{Token, Waker};
+use crate::proto::connection::AppClose;
+use crate::proto::{Connection, Handler, HttpRequest, Limits, Message};
+use crate::server::WorkerStats;
+
+/// `n` open WebSocket connections of one worker, as its fan-out sees them.
+pub struct DeliverBench {
+    conns: Slab<Conn>,
+    tokens: Vec<ConnId>,
+    dirty: Vec<Token>,
+    closings: super::Deadlines,
+    pool: Vec<Vec<u8>>,
+    wakes: Vec<Waker>,
+    budget: Budget,
+    stats: Arc<WorkerStats>,
+}
+
+/// Accepts the upgrade; the bench sends no message.
+struct Opener;
+
+impl Handler for Opener {
+    fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
+        Ok(())
+    }
+    fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) {}
+}
+
+impl DeliverBench {
+    /// `n` connections, each upgraded, under `budget`.
+    pub fn new(n: usize, budget: Budget) -> Self {
+        let limits = Limits {
+            max_payload: 1 << 20,
+            oversized: crate::proto::decoder::Oversized::Fail,
+            ws_path: "/ws".into(),
+            max_header_bytes: 8192,
+        };
+        let request =
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut conns = Slab::default();
+        let mut tokens = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut proto = Connection::new();
+            let mut reply = Vec::new();
+            let mut bytes = request.to_vec();
+            let _ = proto.handle_bytes(&mut bytes, &limits, &mut reply, &mut Opener);
+            assert!(proto.is_open(), "the upgrade request is valid");
+            tokens.push(conns.insert(Conn::new(proto, 0)));
+        }
+        DeliverBench {
+            conns,
+            tokens,
+            dirty: Vec::new(),
+            closings: super::Deadlines::new(super::CLOSE_TIMEOUT),
+            pool: Vec::new(),
+            wakes: Vec::new(),
+            budget,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Every connection, in the order they were opened.
+    pub fn conns(&self) -> &[ConnId] {
+        &self.tokens
+    }
+
+    /// Runs `f` with the worker's fan-out sink over these connections, as `App::flush` gets it.
+    pub fn with_deliver<R>(&mut self, f: impl FnOnce(&mut dyn Deliver) -> R) -> R {
+        let mut deliver = SlabDeliver {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            closings: &mut self.closings,
+            now: Instant::now(),
+            budget: self.budget,
+            stats: &self.stats,
+            queued: 0,
+            pool: &mut self.pool,
+            wakes: &mut self.wakes,
+        };
+        f(&mut deliver)
+    }
+
+    /// What a turn's flush and the sends' completions do to the queues: every dirty connection's
+    /// queue is taken (as handed to the driver) and its buffer comes back to the pool. Returns the
+    /// bytes that would have been sent.
+    pub fn complete_sends(&mut self) -> usize {
+        let mut bytes = 0;
+        for token in self.dirty.drain(..) {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.dirty = false;
+                let out = conn.out.take();
+                bytes += out.len();
+                outqueue::recycle(out, &mut self.pool);
+            }
+        }
+        bytes
+    }
+}
+
+/// A published MESSAGE frame as `PUBLISH` builds it (header + envelope, framed once).
+pub fn frame(topic: &str, data: &[u8]) -> Bytes {
+    crate::pubsub::frame_message(topic, data)
+}
