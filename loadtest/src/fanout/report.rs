@@ -41,7 +41,7 @@ impl Summary<'_> {
     }
 
     /// Everything that makes the run fail: failed or closed connections, server errors, deliveries that
-    /// should not have happened, corrupt timestamps, and lost or duplicated messages.
+    /// should not have happened, corrupt timestamps, and lost, duplicated or reordered messages.
     pub fn errors(&self) -> u64 {
         let c = &self.out.counts;
         c.connect_failed
@@ -51,6 +51,7 @@ impl Summary<'_> {
             + self.out.deliveries.bad_ts
             + self.out.lost
             + self.out.duplicates
+            + self.out.reordered
     }
 
     fn mode(&self) -> String {
