@@ -1635,3 +1635,72 @@ fn post_publish_bearer_scheme_is_case_insensitive() {
         }
     }
 }
+
+/// A subscriber that stops reading with messages still owed, then closes (or half-closes) its
+/// side, is dropped CLOSE_TIMEOUT later instead of holding its slot and queue forever.
+#[test]
+fn a_peer_that_closes_without_reading_what_it_is_owed_is_dropped() {
+    for backend in backends() {
+        for half_close in [false, true] {
+            let ctx = format!("[{backend}] half_close={half_close}");
+            let server = start_pubsub(backend, |cfg| {
+                cfg.cluster_workers = Workers::Count(1);
+                // Under READ_PAUSE_BYTES, so wsd still reads the peer's close; enough that the
+                // kernel's send buffer fills and the rest stays in wsd's queue.
+                cfg.max_backpressure = 512 * 1024;
+            });
+            let addr = server.local_addr();
+            let mut stuck = PsClient::connect_small_rcvbuf(addr, format!("{ctx} stuck"), 4096);
+            stuck.subscribe("owed");
+            let mut publisher = PsClient::connect(addr, format!("{ctx} publisher"));
+            let data = json_str(&"x".repeat(4096));
+            // Far more than the kernel's socket buffers take: the rest waits in wsd's queue.
+            for _ in 0..3000 {
+                publisher.publish("owed", &data);
+            }
+            let (_, queued) = wait_stats(addr, Duration::from_secs(20), |s| {
+                total(s, |w| w.delivered) + total(s, |w| w.dropped_newest) >= 3000
+            });
+            assert!(queued, "{ctx}: the publishes reached the stuck subscriber");
+            let owed = poll(Duration::from_secs(10), || {
+                let m = http_request(addr, "GET", "/metrics", &[], b"");
+                let text = String::from_utf8_lossy(&m.body).into_owned();
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("wsd_queued_bytes{worker=\"0\"} "))
+                    .filter_map(|v| v.trim().parse::<u64>().ok())
+                    .find(|&v| v > 0)
+            });
+            assert!(
+                owed.is_some(),
+                "{ctx}: wsd holds queued bytes for the stuck subscriber"
+            );
+            let started = Instant::now();
+            let open = health_info(addr).connections;
+            let stream = stuck.ws.get_mut();
+            if half_close {
+                stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
+            } else {
+                // A masked close frame, code 1000 (mask 0).
+                stream
+                    .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
+                    .expect("write close");
+            }
+            let gone = poll(Duration::from_secs(20), || {
+                (health_info(addr).connections < open).then_some(())
+            });
+            assert!(
+                gone.is_some(),
+                "{ctx}: the stuck peer was not dropped within 20 s"
+            );
+            // It was given the close timeout to take what it was owed, not dropped at once.
+            assert!(
+                started.elapsed() >= Duration::from_secs(4),
+                "{ctx}: dropped after {:?}",
+                started.elapsed()
+            );
+            drop(stuck);
+        }
+    }
+}

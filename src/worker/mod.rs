@@ -516,6 +516,9 @@ impl<A: App> State<A> {
         if conn.closed || conn.proto.is_handshaking() {
             return;
         }
+        if conn.proto.is_open() {
+            self.shared.workers[self.id].count_close(CloseCode::GOING_AWAY.0);
+        }
         conn.out.provision(&mut self.pool);
         match conn.proto.close(
             CloseCode::GOING_AWAY,
@@ -705,6 +708,12 @@ impl<A: App> State<A> {
             } else if drained && conn.closing && self.drain.is_some() {
                 // Draining: the close frame (behind the queued data) is sent; now the peer has
                 // CLOSE_TIMEOUT to answer it. (Arming twice is harmless: the first entry wins.)
+                self.closings.arm(self.now, token);
+            }
+            if conn.close_after_flush && !conn.closing {
+                // Done (the peer closed or half-closed) but output is still owed: a peer that no
+                // longer reads gets CLOSE_TIMEOUT to take it, not forever.
+                conn.closing = true;
                 self.closings.arm(self.now, token);
             }
             let backlog = conn.sending as usize + conn.out.len();

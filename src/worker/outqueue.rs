@@ -47,9 +47,20 @@ impl OutQueue {
             self.droppable.reserve(SHARED_PARTS);
         }
         if !self.tail.is_empty() {
-            let owned = std::mem::take(&mut self.tail);
-            self.parts_len += owned.len();
-            self.parts.push(Bytes::from(owned));
+            // A `Bytes` made from a Vec keeps the Vec's whole capacity, and the budget counts only
+            // queued bytes: freezing a mostly empty pooled tail (up to 256 KiB) per small frame
+            // would let a subscriber that does not read hold many times its budget. So a mostly
+            // empty tail is copied out and kept for the next frames; a full one is frozen as is
+            // (at most twice its length).
+            let part = if self.tail.len() * 2 < self.tail.capacity() {
+                let part = Bytes::copy_from_slice(&self.tail);
+                self.tail.clear();
+                part
+            } else {
+                Bytes::from(std::mem::take(&mut self.tail))
+            };
+            self.parts_len += part.len();
+            self.parts.push(part);
             self.droppable.push(false);
         }
         self.parts_len += frame.len();
@@ -172,6 +183,41 @@ mod tests {
         assert!(q.is_empty() && !q.holds_memory());
         // The shared frame was referenced, not copied.
         assert_eq!(out.parts[1].as_ptr(), shared.as_ptr());
+    }
+
+    #[test]
+    fn a_mostly_empty_tail_is_copied_out_not_frozen_with_its_capacity() {
+        let mut pool = vec![Vec::with_capacity(256 * 1024)];
+        let mut q = OutQueue::default();
+        q.push_copied(b"small", &mut pool);
+        q.push_shared(Bytes::from(vec![b'L'; 300]));
+        // The 256 KiB buffer stayed with the queue as its tail instead of being frozen into a part.
+        assert!(q.tail().capacity() >= 256 * 1024 && q.tail().is_empty());
+        q.push_copied(b"again", &mut pool);
+        let out = q.take();
+        let flat: Vec<u8> = out
+            .parts
+            .iter()
+            .flat_map(|p| p.to_vec())
+            .chain(out.owned)
+            .collect();
+        let mut want = b"small".to_vec();
+        want.extend_from_slice(&[b'L'; 300]);
+        want.extend_from_slice(b"again");
+        assert_eq!(flat, want);
+        // A full tail is frozen without a copy.
+        let mut q = OutQueue::default();
+        q.tail().extend_from_slice(b"0123456789");
+        let tail_ptr = q.tail().as_ptr();
+        q.tail().shrink_to_fit();
+        let tail_ptr = if q.tail().as_ptr() == tail_ptr {
+            tail_ptr
+        } else {
+            q.tail().as_ptr()
+        };
+        q.push_shared(Bytes::from_static(b"S"));
+        let out = q.take();
+        assert_eq!(out.parts[0].as_ptr(), tail_ptr);
     }
 
     #[test]
