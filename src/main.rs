@@ -3,8 +3,8 @@
 //!
 //! Exit status: 0 after a drain (whether or not `SHUTDOWN_TIMEOUT` cut it short: the timeout is
 //! the configured bound, and the end-of-drain log line counts what it dropped); 128 + the signal
-//! number (130, 143) when a second signal ends the drain at once; 1 when the server cannot start;
-//! 2 for an invalid setting.
+//! number (130, 143) when a second signal ends the drain at once; 1 when the server cannot start,
+//! or when a worker's event loop fails (the other workers drain first); 2 for an invalid setting.
 
 use std::process::ExitCode;
 
@@ -63,7 +63,12 @@ fn main() -> ExitCode {
             std::process::exit(128 + signal);
         }
     });
+    let shared = server.shared().clone();
     server.wait();
+    if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
+        error!("wsd stopped: a worker's event loop failed (logged above)");
+        return ExitCode::FAILURE;
+    }
     info!("wsd stopped");
     ExitCode::SUCCESS
 }

@@ -355,6 +355,7 @@ mod tests {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             metrics_key: None,
             draining: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             shutdown_timeout: std::time::Duration::from_secs(1),
             admission: crate::admission::Admission::new(100, 100, 0),
             drain: crate::server::DrainStats::default(),

@@ -75,6 +75,9 @@ pub struct Shared {
     pub metrics_key: Option<crate::config::Secret>,
     /// Set once, by [`StopHandle::stop`], to make every worker drain and exit.
     pub draining: AtomicBool,
+    /// A worker's event loop failed: the server drains and `wsd` exits with status 1 rather than
+    /// serving on with a dead worker (its listener, connections and relay inbox gone with it).
+    pub failed: AtomicBool,
     /// How long draining may take before what is left is dropped (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
     /// The connection limits and their process-wide counts.
@@ -89,6 +92,24 @@ impl Shared {
     /// Whether the server is draining (stopping): `/health` answers 503.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Begins the drain, logging `cause`; later calls do nothing.
+    pub(crate) fn begin_drain(&self, cause: &str) {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.drain.started.set(Instant::now());
+        let connections = self.admission.open();
+        info!(
+            cause,
+            connections,
+            shutdown_timeout_s = self.shutdown_timeout.as_secs(),
+            "draining: stopped accepting, closing connections with 1001 after their queued data"
+        );
+        for waker in &self.wakers {
+            waker.wake();
+        }
     }
 
     /// A worker will hand no more messages to the others: it has begun draining (after its last
@@ -171,29 +192,12 @@ impl StopHandle {
 
     /// [`StopHandle::stop`], naming the cause in the log line (e.g. the signal).
     pub fn stop_because(&self, cause: &str) {
-        if self.shared.draining.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.log_and_wake(cause);
+        self.shared.begin_drain(cause);
     }
 
     /// Stops the workers of a server that failed to start, without the drain's log lines.
     fn stop_quietly(&self) {
         self.shared.draining.store(true, Ordering::Release);
-        for waker in &self.wakers {
-            waker.wake();
-        }
-    }
-
-    fn log_and_wake(&self, cause: &str) {
-        let _ = self.shared.drain.started.set(Instant::now());
-        let connections = self.shared.admission.open();
-        info!(
-            cause,
-            connections,
-            shutdown_timeout_s = self.shared.shutdown_timeout.as_secs(),
-            "draining: stopped accepting, closing connections with 1001 after their queued data"
-        );
         for waker in &self.wakers {
             waker.wake();
         }
@@ -359,6 +363,7 @@ impl Server {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             metrics_key: config.metrics_key.clone(),
             draining: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout.into()),
             admission: Admission::new(
                 max_connections,
@@ -556,6 +561,7 @@ impl WorkerSpec {
             ready,
             ..
         } = self;
+        let server = shared.clone();
         let outcome = match backend {
             Backend::Uring => match UringDriver::new(listener, waker, uring) {
                 Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
@@ -576,6 +582,8 @@ impl WorkerSpec {
         };
         if let Err(e) = outcome {
             tracing::error!(worker = id, error = %e, "worker event loop failed");
+            server.failed.store(true, Ordering::Release);
+            server.begin_drain("a worker failed");
         }
     }
 }
