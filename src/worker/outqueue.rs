@@ -82,19 +82,29 @@ impl OutQueue {
 
     /// Drops queued shared frames, oldest first, until `extra` more bytes fit in `budget` (or no
     /// shared frame is left). Returns how many were dropped. Owned bytes are never touched.
+    ///
+    /// One pass over the parts, whatever the number dropped (kept parts keep their order).
     pub fn drop_oldest_shared(&mut self, extra: usize, budget: usize) -> usize {
+        let mut excess = (self.len() + extra).saturating_sub(budget);
+        if excess == 0 {
+            return 0;
+        }
         let mut dropped = 0;
-        let mut i = 0;
-        while i < self.parts.len() && self.len() + extra > budget {
-            if self.droppable[i] {
-                let part = self.parts.remove(i);
-                self.droppable.remove(i);
-                self.parts_len -= part.len();
+        let mut kept = 0;
+        for i in 0..self.parts.len() {
+            if excess > 0 && self.droppable[i] {
+                let len = self.parts[i].len();
+                excess = excess.saturating_sub(len);
+                self.parts_len -= len;
                 dropped += 1;
             } else {
-                i += 1;
+                self.parts.swap(kept, i);
+                self.droppable.swap(kept, i);
+                kept += 1;
             }
         }
+        self.parts.truncate(kept);
+        self.droppable.truncate(kept);
         dropped
     }
 
@@ -296,5 +306,38 @@ mod tests {
             "owned bytes are never dropped"
         );
         assert_eq!(q.len(), 10);
+    }
+
+    #[test]
+    fn drop_oldest_on_a_long_queue_keeps_order_and_stops_once_it_fits() {
+        let mut q = OutQueue::default();
+        let frame = |i: u32| Bytes::from(format!("m{i:04}").into_bytes());
+        for i in 0..1000 {
+            q.push_shared(frame(i));
+            if i % 100 == 50 {
+                q.tail().extend_from_slice(b"pong!");
+            }
+        }
+        let before = q.len();
+        // Make room for 5 bytes within 5,000: the oldest messages (5 bytes each) go, pongs stay.
+        let dropped = q.drop_oldest_shared(5, 5_000);
+        assert_eq!(q.len() + 5, 5_000);
+        assert_eq!(before - q.len(), dropped * 5);
+        let out = q.take();
+        let text: Vec<String> = out
+            .parts
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let pongs = text.iter().filter(|t| *t == "pong!").count();
+        assert_eq!(pongs, 10, "owned bytes are never dropped");
+        let seqs: Vec<u32> = text
+            .iter()
+            .filter_map(|t| t.strip_prefix('m')?.parse().ok())
+            .collect();
+        let first = seqs[0] as usize;
+        assert_eq!(first, dropped, "the oldest went first");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order kept");
+        assert_eq!(seqs.last(), Some(&999));
     }
 }
