@@ -88,9 +88,10 @@ impl BufRing {
         let mut result = Err(io::Error::from(io::ErrorKind::Unsupported));
         for flags in [IOU_PBUF_RING_INC, 0] {
             // SAFETY: `self.ring` points to `entries` page-aligned `BufRingEntry`s that stay
-            // allocated until `self` is dropped; the driver drops its io_uring (which releases the
-            // registration) before this ring, and leaks the memory instead if receives are still
-            // in flight.
+            // allocated until `self` is dropped. The kernel reads them only for a receive in
+            // flight: the driver leaks this memory instead of dropping it if any receive is still
+            // in flight when it goes, and without one nothing can use the registration again, even
+            // if a MSG_RING waker keeps the ring itself open (no new receive can be submitted).
             result = unsafe {
                 submitter.register_buf_ring_with_flags(
                     self.ring.as_ptr() as u64,

@@ -138,10 +138,14 @@ const _: () = assert!(size_of::<Option<Sock>>() <= 88);
 
 /// A worker's io_uring ring, its listener and its connections' sockets.
 pub struct UringDriver {
-    // Field order is drop order: the ring goes first so the kernel lets go of the buffers.
+    // Field order is drop order: the ring goes first. Buffers the kernel may still use at that
+    // point (receives or sends in flight) are leaked by `Drop`, not freed.
     ring: IoUring,
     bufs: Option<BufRing>,
     listener: Option<OwnedFd>,
+    /// The listener after `stop_accepting`, kept open until the next submission: an accept
+    /// re-armed this turn is still in the submission queue and names its descriptor number.
+    retired_listener: Option<OwnedFd>,
     accept_armed: bool,
     waker: Waker,
     wake_armed: bool,
@@ -206,6 +210,7 @@ impl UringDriver {
             ring,
             bufs: Some(bufs),
             listener: Some(listener),
+            retired_listener: None,
             accept_armed: false,
             waker,
             wake_armed: false,
@@ -503,8 +508,13 @@ impl UringDriver {
             if let Some(released) = self.maybe_release(t.index) {
                 on_event(Event::Released(released));
             }
-        } else if paused && (res > 0 || -res == Errno::CANCELED.raw_os_error()) {
+        } else if paused && res > 0 {
             // Ended by `set_reading(false)`; `set_reading(true)` re-arms.
+        } else if -res == Errno::CANCELED.raw_os_error() {
+            // Only `set_reading(false)` cancels a receive. If reading was resumed before this
+            // completion came, `set_reading(true)` found the receive still armed and did nothing:
+            // re-arm now (a no-op while paused). Never an end of stream.
+            self.rearm.push(t.index);
         } else if res > 0 || -res == Errno::NOBUFS.raw_os_error() {
             if res < 0 {
                 self.counters.recv_enobufs += 1;
@@ -650,11 +660,13 @@ impl Driver for UringDriver {
                 .user_data(pack(OpKind::Cancel, t));
             // SAFETY: a cancel refers to no buffer or descriptor of ours.
             unsafe { self.push(&sqe) };
-            // The listener must outlive the accept; the kernel holds its own file reference for the
-            // armed accept, so closing our descriptor now only stops new connections reaching it.
+            // Once submitted, the kernel holds its own file reference for the armed accept. An
+            // accept re-armed this turn is not submitted yet, so the descriptor stays open until
+            // the next submission (`retired_listener`).
         }
         if let Some(listener) = self.listener.take() {
             let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Both);
+            self.retired_listener = Some(listener);
         }
     }
 
@@ -699,13 +711,21 @@ impl Driver for UringDriver {
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        if let Err(e) = self.ring.submitter().submit_with_args(want, &args) {
-            let benign = [Errno::TIME, Errno::INTR, Errno::BUSY, Errno::AGAIN];
-            if !benign
-                .iter()
-                .any(|b| e.raw_os_error() == Some(b.raw_os_error()))
-            {
-                return Err(e);
+        match self.ring.submitter().submit_with_args(want, &args) {
+            // Everything queued, a re-armed accept included, is with the kernel now.
+            Ok(_) => self.retired_listener = None,
+            Err(e) => {
+                if e.raw_os_error() == Some(Errno::TIME.raw_os_error()) {
+                    // Submitted, then the wait timed out.
+                    self.retired_listener = None;
+                }
+                let benign = [Errno::TIME, Errno::INTR, Errno::BUSY, Errno::AGAIN];
+                if !benign
+                    .iter()
+                    .any(|b| e.raw_os_error() == Some(b.raw_os_error()))
+                {
+                    return Err(e);
+                }
             }
         }
         for token in released {
@@ -760,6 +780,18 @@ impl Drop for UringDriver {
                 "leaking receive buffers at driver drop"
             );
             std::mem::forget(self.bufs.take());
+        }
+        // Likewise a send in flight: the kernel reads its buffers until the completion, and the
+        // ring can outlive this driver (a MSG_RING waker holds a duplicate of its descriptor, and
+        // ring teardown itself is asynchronous). Leak those buffers rather than free them. A
+        // drained worker has no send in flight: this, too, is for abnormal exits only.
+        for i in 0..self.socks.len() {
+            if let Some(Some(sock)) = self.socks.get_mut(i)
+                && sock.send.is_some()
+            {
+                std::mem::forget(sock.send.take());
+                std::mem::forget(sock.vectored.take());
+            }
         }
     }
 }
