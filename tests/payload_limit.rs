@@ -32,6 +32,15 @@ fn discarded(server: &Server) -> u64 {
         .sum()
 }
 
+/// Data messages the server's workers queued for sending.
+fn messages_out(server: &Server) -> u64 {
+    server
+        .worker_stats()
+        .iter()
+        .map(|w| w.messages_out.load(Ordering::Relaxed))
+        .sum()
+}
+
 /// Waits until the discard counter reads `want`.
 fn expect_discarded(server: &Server, want: u64, ctx: &str) {
     let seen = poll(Duration::from_secs(10), || {
@@ -73,9 +82,15 @@ fn send_policy_answers_an_oversized_publish_and_keeps_the_connection() {
         let filler = "x".repeat(LIMIT);
         let big = publish_envelope("news", &json_str(&filler), Some("big"));
         assert!(big.len() > LIMIT);
+        let sent_before = messages_out(&server);
         publisher.send(&big);
         let reply = publisher.next_reply();
         assert_limit_error(&reply, &ctx);
+        assert_eq!(
+            messages_out(&server) - sent_before,
+            1,
+            "{ctx}: the ERROR reply counts as one message sent"
+        );
         assert_eq!(
             reply.correlation_id, None,
             "{ctx}: nothing of a discarded message is read, not even its correlationId"

@@ -899,8 +899,12 @@ impl<A: App> Handler for Bridge<'_, A> {
 
     fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {
         crate::stats::bump(&self.stats.oversized_discarded);
-        self.app
-            .on_oversized(self.token, kind, &mut Outbox::new(out))
+        let start = out.len();
+        let result = self
+            .app
+            .on_oversized(self.token, kind, &mut Outbox::new(out));
+        self.messages_out += tally::data_frames(out.get(start..).unwrap_or_default());
+        result
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
