@@ -1674,8 +1674,13 @@ fn a_peer_that_closes_without_reading_what_it_is_owed_is_dropped() {
                 owed.is_some(),
                 "{ctx}: wsd holds queued bytes for the stuck subscriber"
             );
+            // Open while the stuck peer is: the stuck peer, the publisher and the /health request
+            // asking. Wait for exactly that, so an earlier HTTP request's connection still closing
+            // cannot be taken for the stuck peer going.
+            let open = 3;
+            let h = wait_connections(addr, open, Duration::from_secs(10));
+            assert_eq!(h.connections, open, "{ctx}: open before the close: {h:?}");
             let started = Instant::now();
-            let open = health_info(addr).connections;
             let stream = stuck.ws.get_mut();
             if half_close {
                 stream
@@ -1687,12 +1692,11 @@ fn a_peer_that_closes_without_reading_what_it_is_owed_is_dropped() {
                     .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
                     .expect("write close");
             }
-            let gone = poll(Duration::from_secs(20), || {
-                (health_info(addr).connections < open).then_some(())
-            });
-            assert!(
-                gone.is_some(),
-                "{ctx}: the stuck peer was not dropped within 20 s"
+            let h = wait_connections(addr, open - 1, Duration::from_secs(20));
+            assert_eq!(
+                h.connections,
+                open - 1,
+                "{ctx}: the stuck peer was not dropped within 20 s: {h:?}"
             );
             // It was given the close timeout to take what it was owed, not dropped at once.
             assert!(
