@@ -11,6 +11,10 @@
 #   connect      $CONNECT_N connections held idle; server RSS delta per connection (/proc/PID/status)
 #   fanout       1 publisher -> $FANOUT_SUBS subscribers of one topic, closed loop (window $FANOUT_WINDOW),
 #                PROTOCOL.md envelopes: Bun, and wsd once `WSD_APP=pubsub` starts (probed each run)
+#   fanout:W     the same with a window of W publications: no more than W are ever unconfirmed, so no
+#                send to a subscriber can carry more than W messages (see BENCHMARKS.md, window sweep)
+#   fanout:W@R   open loop: R publications per second (the window W still caps the lag), so every
+#                server gets the same offered load
 # and prints ONE markdown table of medians over the repetitions (also written to $OUT/table.md).
 #
 # Figures per row:
@@ -31,9 +35,9 @@
 #
 # Environment:
 #   QUICK=1                 smoke run: DURATION=2 WARMUP=1 REPS=1 CONNECT_N=2000 (about 3 minutes)
-#   DURATION=10 WARMUP=2 REPS=3   measured seconds, warm-up seconds, repetitions (full run: 63 runs,
-#                           ~16 minutes without retries; each retry for other load adds ~20 s)
-#   SCENARIOS="echo:100x20 echo:1000x20 echo:100x16384 connect fanout"
+#   DURATION=10 WARMUP=2 REPS=3   measured seconds, warm-up seconds, repetitions (full run: 69 runs,
+#                           ~17 minutes without retries; each retry for other load adds ~20 s)
+#   SCENARIOS="echo:100x20 echo:1000x20 echo:100x16384 connect fanout fanout:256"
 #   CONNECT_N=10000 CONNECT_SETTLE=2 FANOUT_SUBS=1000 FANOUT_WINDOW=32
 #   SERVER_CPU=0 LOAD_CPU=1 SETTLE=1 MAX_OTHER=0.05 RETRIES=2 LOADGEN_MAX=0.90 SERVER_BUSY=0.90
 #   WSD_BIN=path            use this wsd binary instead of building target/release/wsd
@@ -50,7 +54,7 @@ fi
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 REPS=${REPS:-3}
-SCENARIOS=${SCENARIOS:-"echo:100x20 echo:1000x20 echo:100x16384 connect fanout"}
+SCENARIOS=${SCENARIOS:-"echo:100x20 echo:1000x20 echo:100x16384 connect fanout fanout:256"}
 CONNECT_N=${CONNECT_N:-10000}
 CONNECT_SETTLE=${CONNECT_SETTLE:-2}
 FANOUT_SUBS=${FANOUT_SUBS:-1000}
@@ -212,7 +216,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b + 0 == 0) pr
 
 # run_loadgen SCENARIO SERVER_PID PORT JSON ERR -> the loadgen's exit status.
 run_loadgen() {
-    local scen=$1 pid=$2 port=$3 json=$4 err=$5 url lpid rc conns size
+    local scen=$1 pid=$2 port=$3 json=$4 err=$5 url lpid rc conns size window rate
     url="ws://127.0.0.1:$port/ws"
     case $scen in
         echo:*)
@@ -221,8 +225,11 @@ run_loadgen() {
                 --io "$LOADGEN_IO") ;;
         connect)
             CMD=(connect --url "$url" --connections "$CONNECT_N" --settle "$CONNECT_SETTLE" --timeout 60) ;;
-        fanout)
-            CMD=(fanout --url "$url" --subscribers "$FANOUT_SUBS" --publishers 1 --topics 1 --window "$FANOUT_WINDOW"
+        fanout | fanout:*)
+            window=$FANOUT_WINDOW rate=()
+            [ "$scen" = fanout ] || window=${scen#fanout:}
+            case $window in *@*) rate=(--rate "${window#*@}"); window=${window%@*} ;; esac
+            CMD=(fanout --url "$url" --subscribers "$FANOUT_SUBS" --publishers 1 --topics 1 --window "$window" "${rate[@]}"
                 --duration "$DURATION" --warmup "$WARMUP" --drain 5) ;;
     esac
     log "  wsd-loadtest ${CMD[*]} --server-pid $pid --json"
@@ -260,7 +267,7 @@ record() {
             RSS1[$key]+=" $(jnum rss_after_kib "$json")"
             RSSP[$key]+=" $(jnum rss_peak_kib "$json")"
             P99[$key]+=" $(json_p99 "$json")" ;;
-        fanout)
+        fanout | fanout:*)
             RATE[$key]+=" $(jnum deliveries_per_s "$json")"
             OPCPU[$key]+=" $(jnum server_cpu_us_per_delivery "$json")"
             LGCPU[$key]+=" $(jnum loadgen_cpu_us_per_delivery "$json")"
@@ -296,7 +303,7 @@ for rep in $(seq "$REPS"); do
         for k in $(seq 0 $((n - 1))); do
             s=${SERVERS[$(((k + rep - 1) % n))]}
             app=echo
-            if [ "$scen" = fanout ]; then
+            if [ "${scen%%:*}" = fanout ]; then
                 app=pubsub
                 if [ "$s" = wsd ] && [ -z "${PUBSUB[wsd]:-}" ]; then
                     if probe_wsd_pubsub; then PUBSUB[wsd]=1; else
@@ -354,7 +361,11 @@ label() {
             if [ "$b" -ge 1024 ] && [ $((b % 1024)) -eq 0 ]; then b="$((b / 1024)) KiB"; else b="$b B"; fi
             printf 'echo %s conns × %s' "$c" "$b" ;;
         connect) printf 'connect %s idle' "$CONNECT_N" ;;
-        fanout) printf 'fanout 1 → %s' "$FANOUT_SUBS" ;;
+        fanout) printf 'fanout 1 → %s, window %s' "$FANOUT_SUBS" "$FANOUT_WINDOW" ;;
+        fanout:*@*)
+            local w=${1#fanout:}
+            printf 'fanout 1 → %s, window %s, %s publications/s' "$FANOUT_SUBS" "${w%@*}" "${w#*@}" ;;
+        fanout:*) printf 'fanout 1 → %s, window %s' "$FANOUT_SUBS" "${1#fanout:}" ;;
     esac
 }
 

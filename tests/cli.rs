@@ -7,8 +7,6 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -628,30 +626,7 @@ fn sigterm_drops_a_client_that_never_reads_at_the_shutdown_timeout() {
         let mut wsd = Running::spawn(cmd);
         let (_, addr) = wsd.listening();
         let mut polite = ws_connect(addr);
-        // Sends echo requests and never reads (nor closes): wsd's queue for it fills, wsd stops
-        // reading from it, and the writer blocks.
-        let stuck = RawWs::connect(addr);
-        let mut writer = stuck.stream.try_clone().unwrap();
-        writer
-            .set_write_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let written = Arc::new(AtomicUsize::new(0));
-        let progress = written.clone();
-        let frame = client_frame(OP_BINARY, &vec![0x5a; 64 * 1024]);
-        let writer = std::thread::spawn(move || {
-            while writer.write_all(&frame).is_ok() {
-                progress.fetch_add(frame.len(), Ordering::Relaxed);
-            }
-        });
-        let mut last = 0;
-        poll(Duration::from_secs(10), || {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = written.load(Ordering::Relaxed);
-            let stalled = now == last && now > 0;
-            last = now;
-            stalled.then_some(())
-        })
-        .unwrap_or_else(|| panic!("{ctx}: the writer never stalled"));
+        let stuck = StalledWriter::start(addr, &ctx);
 
         let signalled = Instant::now();
         wsd.signal("TERM");
@@ -672,8 +647,7 @@ fn sigterm_drops_a_client_that_never_reads_at_the_shutdown_timeout() {
             "{ctx}: exited {took:?} after SIGTERM with SHUTDOWN_TIMEOUT=2"
         );
         assert_eq!(wsd.drained(), (1, 1), "{ctx}: closed, dropped_at_timeout");
-        drop(stuck);
-        writer.join().unwrap();
+        stuck.finish();
     }
 }
 

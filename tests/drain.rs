@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -121,31 +121,7 @@ fn a_client_that_never_reads_is_dropped_at_the_shutdown_timeout() {
         let addr = server.local_addr();
         let shared = server.shared().clone();
         let mut polite = ws_connect(addr);
-        // A client that sends echo requests and never reads: the server's queue for it grows
-        // until it stops reading from it (backpressure); the writer then blocks.
-        let stuck = RawWs::connect(addr);
-        let mut writer = stuck.stream.try_clone().unwrap();
-        writer
-            .set_write_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let written = Arc::new(AtomicUsize::new(0));
-        let progress = written.clone();
-        let frame = client_frame(OP_BINARY, &vec![0x5a; 64 * 1024]);
-        let writer = std::thread::spawn(move || {
-            while writer.write_all(&frame).is_ok() {
-                progress.fetch_add(frame.len(), Ordering::Relaxed);
-            }
-        });
-        // Wait until the writer stalls: everything between it and the server is full.
-        let mut last = 0;
-        poll(Duration::from_secs(10), || {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = written.load(Ordering::Relaxed);
-            let stalled = now == last && now > 0;
-            last = now;
-            stalled.then_some(())
-        })
-        .unwrap_or_else(|| panic!("{ctx}: the writer never stalled"));
+        let stuck = StalledWriter::start(addr, &ctx);
 
         let signalled = Instant::now();
         server.stop_handle().stop();
@@ -166,8 +142,7 @@ fn a_client_that_never_reads_is_dropped_at_the_shutdown_timeout() {
             drain.unsent_bytes.load(Ordering::Relaxed) > 64 * 1024,
             "{ctx}: the dropped client had data queued: {drain:?}"
         );
-        drop(stuck);
-        writer.join().unwrap();
+        stuck.finish();
     }
 }
 

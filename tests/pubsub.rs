@@ -1223,32 +1223,43 @@ fn backpressure_run(
     (read, counters)
 }
 
+/// What both dropping policies promise: the policy's own counter (`own`) moves and neither the
+/// other dropping policy's (`other`) nor `close`'s does; the slow subscriber stays open and still
+/// gets the PONG queued behind its backlog; and every message is either delivered to it or counted
+/// as dropped.
+fn assert_drops_accounted(
+    ctx: &str,
+    read: &StuckRead,
+    st: &[WorkerStats],
+    own: fn(&WorkerStats) -> u64,
+    other: fn(&WorkerStats) -> u64,
+) {
+    let dropped = total(st, own);
+    assert!(dropped > 0, "{ctx}: the policy's drops are counted: {st:?}");
+    assert_eq!(
+        (total(st, other), total(st, |w| w.closed_backpressure)),
+        (0, 0),
+        "{ctx}: other policies' counters: {st:?}"
+    );
+    assert!(
+        read.end.is_none(),
+        "{ctx}: connection ended: {:?}",
+        read.end
+    );
+    assert!(read.pong, "{ctx}: the PONG behind the backlog was dropped");
+    assert_eq!(
+        read.seqs.len() as u64 + dropped,
+        BP_MESSAGES as u64,
+        "{ctx}: every message is either delivered to the stuck client or counted as dropped"
+    );
+}
+
 #[test]
 fn backpressure_drop_newest_drops_new_messages_for_the_slow_subscriber_only() {
     for backend in backends() {
         let ctx = format!("[{backend}] drop-newest");
         let (read, st) = backpressure_run(backend, BackpressurePolicy::DropNewest, true);
-        let dropped = total(&st, |w| w.dropped_newest);
-        assert!(dropped > 0, "{ctx}: dropped_newest counted: {st:?}");
-        assert_eq!(
-            (
-                total(&st, |w| w.dropped_oldest),
-                total(&st, |w| w.closed_backpressure)
-            ),
-            (0, 0),
-            "{ctx}: other policies' counters: {st:?}"
-        );
-        assert!(
-            read.end.is_none(),
-            "{ctx}: connection ended: {:?}",
-            read.end
-        );
-        assert!(read.pong, "{ctx}: the PONG behind the backlog was dropped");
-        assert_eq!(
-            read.seqs.len() as u64 + dropped,
-            BP_MESSAGES as u64,
-            "{ctx}: every message is either delivered to the stuck client or counted as dropped"
-        );
+        assert_drops_accounted(&ctx, &read, &st, |w| w.dropped_newest, |w| w.dropped_oldest);
         assert_ne!(
             read.seqs.last(),
             Some(&(BP_MESSAGES as u64 - 1)),
@@ -1267,27 +1278,7 @@ fn backpressure_drop_oldest_keeps_the_newest_messages() {
     for backend in backends() {
         let ctx = format!("[{backend}] drop-oldest");
         let (read, st) = backpressure_run(backend, BackpressurePolicy::DropOldest, true);
-        let dropped = total(&st, |w| w.dropped_oldest);
-        assert!(dropped > 0, "{ctx}: dropped_oldest counted: {st:?}");
-        assert_eq!(
-            (
-                total(&st, |w| w.dropped_newest),
-                total(&st, |w| w.closed_backpressure)
-            ),
-            (0, 0),
-            "{ctx}: other policies' counters: {st:?}"
-        );
-        assert!(
-            read.end.is_none(),
-            "{ctx}: connection ended: {:?}",
-            read.end
-        );
-        assert!(read.pong, "{ctx}: the PONG behind the backlog was dropped");
-        assert_eq!(
-            read.seqs.len() as u64 + dropped,
-            BP_MESSAGES as u64,
-            "{ctx}: every message is either delivered to the stuck client or counted as dropped"
-        );
+        assert_drops_accounted(&ctx, &read, &st, |w| w.dropped_oldest, |w| w.dropped_newest);
         assert_eq!(
             read.seqs.last(),
             Some(&(BP_MESSAGES as u64 - 1)),

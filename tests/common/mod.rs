@@ -8,7 +8,8 @@ pub mod pubsub;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
@@ -1080,4 +1081,47 @@ pub fn http_request(
     stream.write_all(&bytes).expect("send HTTP request");
     read_response(&mut stream)
         .unwrap_or_else(|e| panic!("reading the response to {method} {path}: {e}"))
+}
+
+/// A client that sends 64 KiB echo requests and never reads (nor closes): the server's queue for
+/// it fills until the server stops reading from it, and then the writer blocks.
+pub struct StalledWriter {
+    pub ws: RawWs,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl StalledWriter {
+    /// Connects and writes until the writer has stalled: everything between it and the server is
+    /// full.
+    pub fn start(addr: SocketAddr, ctx: &str) -> Self {
+        let ws = RawWs::connect(addr);
+        let mut stream = ws.stream.try_clone().expect("clone the stream");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .expect("write timeout");
+        let written = Arc::new(AtomicUsize::new(0));
+        let progress = written.clone();
+        let frame = client_frame(OP_BINARY, &vec![0x5a; 64 * 1024]);
+        let writer = std::thread::spawn(move || {
+            while stream.write_all(&frame).is_ok() {
+                progress.fetch_add(frame.len(), Ordering::Relaxed);
+            }
+        });
+        let mut last = 0;
+        poll(Duration::from_secs(10), || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = written.load(Ordering::Relaxed);
+            let stalled = now == last && now > 0;
+            last = now;
+            stalled.then_some(())
+        })
+        .unwrap_or_else(|| panic!("{ctx}: the writer never stalled"));
+        StalledWriter { ws, writer }
+    }
+
+    /// Closes the connection and waits for the writer thread to end.
+    pub fn finish(self) {
+        drop(self.ws);
+        self.writer.join().expect("the writer thread");
+    }
 }
