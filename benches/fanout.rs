@@ -23,6 +23,7 @@ fn fanout(c: &mut Criterion) {
         policy: BackpressurePolicy::DropNewest,
         idle_timeout: 0,
         send_pings: false,
+        write_delay: std::time::Duration::ZERO,
     };
     let mut g = c.benchmark_group("fanout_1000");
     for (label, data_len, per_turn) in [

@@ -413,6 +413,7 @@ impl Server {
                     policy: config.backpressure_policy,
                     idle_timeout: config.idle_timeout,
                     send_pings: config.send_pings,
+                    write_delay: Duration::from_millis(config.write_delay_ms.into()),
                 },
                 shared: shared.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),

@@ -35,7 +35,7 @@ fn wsd() -> Command {
 }
 
 /// Every variable wsd reads (checked against `--print-config` in `bad_value_of_each_knob...`).
-const KNOB_VARS: [&str; 23] = [
+const KNOB_VARS: [&str; 24] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -49,6 +49,7 @@ const KNOB_VARS: [&str; 23] = [
     "MAX_SUBSCRIPTIONS",
     "MAX_BACKPRESSURE",
     "BACKPRESSURE_POLICY",
+    "WRITE_DELAY_MS",
     "PUBLISH_KEY",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
@@ -210,6 +211,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("max_subscriptions", "0"),
         ("max_backpressure", "10"),
         ("backpressure_policy", "\"ignore\""),
+        ("write_delay_ms", "1001"),
         ("publish_key", "\"two words\""),
         ("shutdown_timeout", "3601"),
         ("max_connections", "\"lots\""),

@@ -16,7 +16,7 @@ pub mod print;
 use parse::{
     parse_bool, parse_host, parse_idle_timeout, parse_max_backpressure, parse_max_connections,
     parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port, parse_shutdown_timeout,
-    parse_upgrade_max_concurrent, parse_workers, parse_ws_path,
+    parse_upgrade_max_concurrent, parse_workers, parse_write_delay_ms, parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -292,6 +292,14 @@ pub struct Config {
     )]
     pub backpressure_policy: BackpressurePolicy,
 
+    /// Pub/sub: milliseconds published messages may wait before they are sent, so that several
+    /// go to a subscriber in one send (0, the default: sent at the end of the loop turn that
+    /// queued them). Trades up to this much latency for fewer sends: on a busy topic whose
+    /// publications arrive a few per turn, each send is most of the CPU. Replies, pings and
+    /// closes are never delayed (and take delayed messages along, in order).
+    #[arg(long, env = "WRITE_DELAY_MS", default_value_t = 0, value_parser = parse_write_delay_ms)]
+    pub write_delay_ms: u32,
+
     /// Pub/sub: when set, `POST /publish` requires `Authorization: Bearer <PUBLISH_KEY>`
     /// (compared in constant time). Unset: anyone who can reach the port may publish.
     #[arg(long, env = "PUBLISH_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
@@ -362,6 +370,7 @@ impl Default for Config {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             backpressure_policy: BackpressurePolicy::DropNewest,
+            write_delay_ms: 0,
             publish_key: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_connections: MaxConnections::Auto,

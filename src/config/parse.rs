@@ -70,6 +70,13 @@ pub(super) fn parse_max_backpressure(s: &str) -> Result<usize, String> {
     }
 }
 
+pub(super) fn parse_write_delay_ms(s: &str) -> Result<u32, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if n <= 1_000 => Ok(n),
+        _ => Err("must be a number of milliseconds from 0 to 1000".to_owned()),
+    }
+}
+
 pub(super) fn parse_shutdown_timeout(s: &str) -> Result<u32, String> {
     match u32::from_str(s.trim()) {
         Ok(n) if n <= 3_600 => Ok(n),

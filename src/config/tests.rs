@@ -102,6 +102,8 @@ fn bad_values_name_the_variable() {
         (&["--idle-timeout=-1"][..], "IDLE_TIMEOUT"),
         (&["--send-pings", "maybe"][..], "SEND_PINGS"),
         (&["--shutdown-timeout", "3601"][..], "SHUTDOWN_TIMEOUT"),
+        (&["--write-delay-ms", "1001"][..], "WRITE_DELAY_MS"),
+        (&["--write-delay-ms", "soon"][..], "WRITE_DELAY_MS"),
         (&["--shutdown-timeout", "soon"][..], "SHUTDOWN_TIMEOUT"),
         (&["--max-connections", "0"][..], "MAX_CONNECTIONS"),
         (&["--max-connections", "lots"][..], "MAX_CONNECTIONS"),

@@ -19,6 +19,7 @@ pub struct DeliverBench {
     conns: Slab<Conn>,
     tokens: Vec<ConnId>,
     dirty: Vec<Token>,
+    held: super::Held,
     closings: super::Deadlines,
     pool: Vec<Vec<u8>>,
     wakes: Vec<Waker>,
@@ -62,6 +63,7 @@ impl DeliverBench {
             conns,
             tokens,
             dirty: Vec::new(),
+            held: super::Held::default(),
             closings: super::Deadlines::new(super::CLOSE_TIMEOUT),
             pool: Vec::new(),
             wakes: Vec::new(),
@@ -80,6 +82,7 @@ impl DeliverBench {
         let mut deliver = SlabDeliver {
             conns: &mut self.conns,
             dirty: &mut self.dirty,
+            held: &mut self.held,
             closings: &mut self.closings,
             now: Instant::now(),
             budget: self.budget,

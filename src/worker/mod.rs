@@ -69,6 +69,8 @@ struct Conn {
     paused: bool,
     /// Listed in `dirty` for this turn's flush.
     dirty: bool,
+    /// Listed in `held`: published messages wait for the write delay.
+    held: bool,
     /// Close the socket once `out` is flushed (handshake refused, close handshake done, peer gone).
     close_after_flush: bool,
     /// Close the socket at this turn's flush, whatever is pending.
@@ -90,6 +92,7 @@ impl Conn {
             pinged: false,
             paused: false,
             dirty: false,
+            held: false,
             close_after_flush: false,
             close_now: false,
             closing: false,
@@ -114,6 +117,9 @@ pub struct Budget {
     pub idle_timeout: u32,
     /// Ping connections silent for half of `idle_timeout`.
     pub send_pings: bool,
+    /// How long published messages may wait for more to share their send (`WRITE_DELAY_MS`;
+    /// zero: flushed at the end of the turn that queued them).
+    pub write_delay: Duration,
 }
 
 /// Everything a worker owns except the driver, so driver completions can borrow it.
@@ -125,6 +131,8 @@ struct State<A> {
     budget: Budget,
     shared: Arc<Shared>,
     dirty: Vec<Token>,
+    /// Connections whose published messages wait for the write delay, and when it ends.
+    held: Held,
     accepted: Vec<(Token, OwnedFd)>,
     handshakes: Deadlines,
     closings: Deadlines,
@@ -191,6 +199,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 budget,
                 shared,
                 dirty: Vec::new(),
+                held: Held::default(),
                 accepted: Vec::new(),
                 handshakes: Deadlines::new(HANDSHAKE_TIMEOUT),
                 closings: Deadlines::new(CLOSE_TIMEOUT),
@@ -236,6 +245,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             let quiet = draining && self.state.shared.all_quiesced();
             self.state.expire();
             self.state.flush_app();
+            self.state.release_held(draining);
             if draining {
                 self.state.drain_step(&mut self.driver, quiet);
             }
@@ -254,10 +264,15 @@ impl<A: App> State<A> {
             .drain
             .as_ref()
             .and_then(|d| (!d.cut).then_some(d.deadline));
-        let next = [self.handshakes.next(), self.closings.next(), drain_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            self.handshakes.next(),
+            self.closings.next(),
+            drain_deadline,
+            self.held.due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match next {
             Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_SLEEP),
             None => MAX_SLEEP,
@@ -281,7 +296,15 @@ impl<A: App> State<A> {
                     if result.is_err() {
                         conn.close_now = true;
                     }
-                    mark_dirty(&mut self.dirty, conn, token);
+                    let settled =
+                        !conn.close_now && !conn.close_after_flush && !conn.closing && !conn.paused;
+                    if settled && (conn.out.is_empty() || conn.held) {
+                        // Nothing is owed now: what is left, if anything, is published messages
+                        // held for the write delay, flushed when it ends.
+                        self.queued.set(token, conn.out.len());
+                    } else {
+                        mark_dirty(&mut self.dirty, conn, token);
+                    }
                 }
             }
             Event::Released(token) => {
@@ -647,11 +670,28 @@ impl<A: App> State<A> {
         }
     }
 
+    /// Lists the connections whose write delay is over (all of them while draining) for this
+    /// turn's flush.
+    fn release_held(&mut self, draining: bool) {
+        match self.held.due {
+            Some(due) if draining || self.now >= due => {}
+            _ => return,
+        }
+        self.held.due = None;
+        for token in self.held.conns.drain(..) {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.held = false;
+                mark_dirty(&mut self.dirty, conn, token);
+            }
+        }
+    }
+
     /// Lets the application deliver what it deferred this turn.
     fn flush_app(&mut self) {
         let mut deliver = SlabDeliver {
             conns: &mut self.conns,
             dirty: &mut self.dirty,
+            held: &mut self.held,
             closings: &mut self.closings,
             now: self.now,
             budget: self.budget,
@@ -700,6 +740,11 @@ impl<A: App> State<A> {
                 self.app.on_close(token);
                 continue;
             }
+            if conn.sending > 0 && !conn.out.is_empty() {
+                // Owed at once (a reply, a ping, a close): sent when the send in flight completes,
+                // not when a write delay ends.
+                conn.held = false;
+            }
             if conn.sending == 0 && !conn.out.is_empty() {
                 conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
                 add(&stats.bytes_out, conn.out.len() as u64);
@@ -742,6 +787,7 @@ impl<A: App> State<A> {
 struct SlabDeliver<'a> {
     conns: &'a mut Slab<Conn>,
     dirty: &'a mut Vec<Token>,
+    held: &'a mut Held,
     closings: &'a mut Deadlines,
     now: Instant,
     budget: Budget,
@@ -825,7 +871,17 @@ impl SlabDeliver<'_> {
         } else {
             c.out.push_shared(frame.clone());
         }
-        mark_dirty(self.dirty, c, conn);
+        if self.budget.write_delay.is_zero() {
+            mark_dirty(self.dirty, c, conn);
+        } else if !c.dirty && !c.held {
+            // Flushed when the write delay that the first held message started is over, or
+            // earlier with anything else the connection sends (same queue, same order).
+            c.held = true;
+            self.held.conns.push(conn);
+            self.held
+                .due
+                .get_or_insert(self.now + self.budget.write_delay);
+        }
         self.queued += 1;
         SendStatus::Queued
     }
@@ -856,6 +912,14 @@ impl Deliver for SlabDeliver<'_> {
     fn wake(&mut self, waker: &crate::io::Waker) {
         self.wakes.push(waker.clone());
     }
+}
+
+/// Connections holding published messages back for the write delay (`WRITE_DELAY_MS`).
+#[derive(Default)]
+struct Held {
+    conns: Vec<Token>,
+    /// When the oldest held message has waited the write delay (`None`: nothing held).
+    due: Option<Instant>,
 }
 
 #[inline(always)]
