@@ -102,8 +102,9 @@ fn a_reply_is_not_delayed_and_takes_the_held_messages_along() {
         let ctx = format!("[{backend}] WRITE_DELAY_MS=1000");
         let (_server, mut sub, mut publisher) = setup(backend, 1000, &ctx);
         publisher.publish("feed", "\"held\"");
-        // Give the publication time to be queued (and held) before the PING.
-        std::thread::sleep(Duration::from_millis(50));
+        // Held: nothing arrives for a while.
+        let early = sub.next_within(Duration::from_millis(200));
+        assert!(early.is_none(), "{ctx}: not held: {early:?}");
         let asked = Instant::now();
         sub.ping();
         let took = asked.elapsed();
@@ -127,9 +128,15 @@ fn a_drain_flushes_held_messages_before_its_close() {
         let (server, mut sub, mut publisher) = setup(backend, 1000, &ctx);
         publisher.publish("feed", "\"last\"");
         std::thread::sleep(Duration::from_millis(50));
+        let stopped = Instant::now();
         let stopper = std::thread::spawn(move || server.shutdown());
         let got = sub.messages(1, Duration::from_secs(5));
         assert_eq!(got[0].data(), "\"last\"", "{ctx}");
+        assert!(
+            stopped.elapsed() < Duration::from_millis(700),
+            "{ctx}: the drain waited {:?} for the 1000 ms write delay",
+            stopped.elapsed()
+        );
         match sub.event(Duration::from_secs(5)) {
             Event::Close(code) => assert_eq!(code, Some(1001), "{ctx}: close code"),
             other => panic!("{ctx}: expected the drain's close, got {other:?}"),
@@ -137,5 +144,76 @@ fn a_drain_flushes_held_messages_before_its_close() {
         drop(sub);
         drop(publisher);
         stopper.join().expect("the server stopped");
+    }
+}
+
+/// Bytes wsd holds for its peers (`wsd_queued_bytes` of worker 0, from `/metrics`).
+fn queued_bytes(addr: SocketAddr) -> u64 {
+    let m = http_request(addr, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("wsd_queued_bytes{worker=\"0\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no wsd_queued_bytes in /metrics: {text}"))
+}
+
+/// A reply queued while a send is still in flight (the subscriber is not reading) goes as soon as
+/// that send completes, even when a publication for the same subscriber comes after it.
+#[test]
+fn a_reply_behind_a_send_in_flight_is_not_held_by_a_later_publication() {
+    for backend in backends() {
+        let ctx = format!("[{backend}] WRITE_DELAY_MS=1000");
+        let server = start(backend, |cfg| {
+            cfg.app = AppKind::Pubsub;
+            cfg.cluster_workers = Workers::Count(1);
+            cfg.write_delay_ms = 1000;
+            // Room for everything published here (no drops), under the 1 MiB read pause.
+            cfg.max_backpressure = 900 * 1024;
+        });
+        let addr = server.local_addr();
+        let mut sub = PsClient::connect_small_rcvbuf(addr, format!("{ctx} subscriber"), 4096);
+        sub.subscribe("feed");
+        let mut publisher = PsClient::connect(addr, format!("{ctx} publisher"));
+        // Publish in rounds until a send stays in flight: the kernel takes well over a megabyte
+        // from a peer that does not read before it stops taking more. Each round is under the
+        // 1 MiB read pause, so wsd still reads the subscriber's PING below.
+        let data = json_str(&"x".repeat(4096));
+        const ROUND: usize = 150;
+        let mut published = 0;
+        let mut in_flight = 0;
+        for _ in 0..8 {
+            for _ in 0..ROUND {
+                publisher.publish("feed", &data);
+            }
+            published += ROUND;
+            // Past the delay: the round was handed to the kernel, and what it did not take is a
+            // send still in flight.
+            std::thread::sleep(Duration::from_millis(1100));
+            in_flight = queued_bytes(addr);
+            if in_flight > 0 {
+                break;
+            }
+        }
+        assert!(in_flight > 0, "{ctx}: no send stayed in flight");
+        let c = cid("ping");
+        sub.send(&envelope("PING", "{}", Some(&c)));
+        std::thread::sleep(Duration::from_millis(100));
+        publisher.publish("feed", "\"after\"");
+        std::thread::sleep(Duration::from_millis(100));
+        let reading = Instant::now();
+        let pong = sub.next_reply();
+        let took = reading.elapsed();
+        assert_eq!(pong.kind, "PONG", "{ctx}: {}", pong.text);
+        assert_eq!(
+            sub.take_backlog().len(),
+            published,
+            "{ctx}: the messages before the PONG"
+        );
+        assert!(
+            took < Duration::from_millis(500),
+            "{ctx}: the PONG came {took:?} after reading began, as if held for the write delay"
+        );
+        let after = sub.messages(1, Duration::from_secs(5));
+        assert_eq!(after[0].data(), "\"after\"", "{ctx}");
     }
 }

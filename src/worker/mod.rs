@@ -4,7 +4,8 @@
 //! One loop turn: the driver submits what the last turn queued and waits for completions; each
 //! completion updates connection state (input is parsed in place in the driver's buffer and replies
 //! are appended to the connection's out-queue); then every connection with new output gets one send
-//! (corked writes, DESIGN.md decision 5), and due deadlines fire.
+//! (corked writes, DESIGN.md decision 5), and due deadlines fire. With `WRITE_DELAY_MS`, published
+//! messages for a connection with nothing else to send are held until the delay is over.
 //!
 //! Admission ([`crate::admission`]) runs on `Accepted`, before anything is allocated for the
 //! connection. The drain (server.rs has the sequence) runs after the application's flush of each
@@ -391,6 +392,7 @@ impl<A: App> State<A> {
         let was_handshaking = conn.proto.is_handshaking();
         conn.out.provision(&mut self.pool);
         let before = conn.out.tail().len();
+        let queued_before = conn.out.len();
         let mut handler = Bridge {
             app: &mut self.app,
             token,
@@ -438,9 +440,12 @@ impl<A: App> State<A> {
                 self.idle.schedule(token, self.second + 1);
             }
         }
-        if !conn.out.is_empty() || conn.close_after_flush {
+        // Output this input produced (or owed before it) goes now; published messages held for
+        // the write delay alone keep waiting.
+        let owed = conn.out.len() != queued_before || (!conn.out.is_empty() && !conn.held);
+        if owed || conn.close_after_flush {
             mark_dirty(&mut self.dirty, conn, token);
-        } else {
+        } else if conn.out.is_empty() {
             // Idle connections keep no buffer; the next input takes one from the pool.
             conn.out.release_if_empty(&mut self.pool);
         }
@@ -692,6 +697,7 @@ impl<A: App> State<A> {
             conns: &mut self.conns,
             dirty: &mut self.dirty,
             held: &mut self.held,
+            queued_bytes: &mut self.queued,
             closings: &mut self.closings,
             now: self.now,
             budget: self.budget,
@@ -707,8 +713,8 @@ impl<A: App> State<A> {
         }
     }
 
-    /// Hands this turn's work to the driver: new sockets, one send per connection with output,
-    /// and closes.
+    /// Hands this turn's work to the driver: new sockets, one send per dirty connection with
+    /// output (held connections are dirty once their write delay is over), and closes.
     fn flush<D: Driver>(&mut self, driver: &mut D) {
         let stats = &self.shared.workers[self.id];
         for (token, fd) in self.accepted.drain(..) {
@@ -788,6 +794,8 @@ struct SlabDeliver<'a> {
     conns: &'a mut Slab<Conn>,
     dirty: &'a mut Vec<Token>,
     held: &'a mut Held,
+    /// The queued-bytes tally, for connections whose messages are held.
+    queued_bytes: &'a mut tally::QueuedBytes,
     closings: &'a mut Deadlines,
     now: Instant,
     budget: Budget,
@@ -866,21 +874,29 @@ impl SlabDeliver<'_> {
                 }
             }
         }
+        // Something not held is already queued (a reply behind a send in flight, say): this
+        // message goes with it, not after a write delay.
+        let owed = !c.out.is_empty() && !c.held;
         if copy {
             c.out.push_copied(frame, self.pool);
         } else {
             c.out.push_shared(frame.clone());
         }
-        if self.budget.write_delay.is_zero() {
+        if self.budget.write_delay.is_zero() || owed {
             mark_dirty(self.dirty, c, conn);
-        } else if !c.dirty && !c.held {
-            // Flushed when the write delay that the first held message started is over, or
-            // earlier with anything else the connection sends (same queue, same order).
-            c.held = true;
-            self.held.conns.push(conn);
-            self.held
-                .due
-                .get_or_insert(self.now + self.budget.write_delay);
+        } else if !c.dirty {
+            if !c.held {
+                // Flushed when the write delay that the first held message started is over, or
+                // earlier with anything else the connection sends (same queue, same order).
+                c.held = true;
+                self.held.conns.push(conn);
+                self.held
+                    .due
+                    .get_or_insert(self.now + self.budget.write_delay);
+            }
+            // Held bytes are queued bytes too (`/metrics`), though no flush reports them yet.
+            self.queued_bytes
+                .set(conn, c.sending as usize + c.out.len());
         }
         self.queued += 1;
         SendStatus::Queued

@@ -56,7 +56,8 @@ pub fn response_status(bytes: &[u8]) -> Option<u16> {
 ///
 /// Every change to a connection's backlog marks it dirty (or its bytes would never be sent), so
 /// the worker reports each dirty connection's backlog once per turn, after its flush, and each
-/// closed connection once; the total is exact at the end of every turn. The last reported value
+/// closed connection once; the total is exact at the end of every turn. (Messages held for the
+/// write delay do not mark their connection dirty: the fan-out reports those backlogs itself.) The last reported value
 /// of each slab slot lives here (4 bytes per slot), not in the connection state.
 #[derive(Debug, Default)]
 pub struct QueuedBytes {
