@@ -32,17 +32,27 @@ fn sends(addr: SocketAddr) -> u64 {
         .sum()
 }
 
-/// One subscriber and one publisher on a one-worker pub/sub server with `WRITE_DELAY_MS` set.
+/// A one-worker pub/sub server with `WRITE_DELAY_MS` set; `tweak` may change any other knob.
+fn server(
+    backend: wsd::io::Backend,
+    delay_ms: u32,
+    tweak: impl FnOnce(&mut wsd::config::Config),
+) -> wsd::server::Server {
+    start(backend, |cfg| {
+        cfg.app = AppKind::Pubsub;
+        cfg.cluster_workers = Workers::Count(1);
+        cfg.write_delay_ms = delay_ms;
+        tweak(cfg);
+    })
+}
+
+/// One subscriber and one publisher on [`server`].
 fn setup(
     backend: wsd::io::Backend,
     delay_ms: u32,
     ctx: &str,
 ) -> (wsd::server::Server, PsClient, PsClient) {
-    let server = start(backend, |cfg| {
-        cfg.app = AppKind::Pubsub;
-        cfg.cluster_workers = Workers::Count(1);
-        cfg.write_delay_ms = delay_ms;
-    });
+    let server = server(backend, delay_ms, |_| {});
     let addr = server.local_addr();
     let mut sub = PsClient::connect(addr, format!("{ctx} subscriber"));
     sub.subscribe("feed");
@@ -163,13 +173,8 @@ fn queued_bytes(addr: SocketAddr) -> u64 {
 fn a_reply_behind_a_send_in_flight_is_not_held_by_a_later_publication() {
     for backend in backends() {
         let ctx = format!("[{backend}] WRITE_DELAY_MS=1000");
-        let server = start(backend, |cfg| {
-            cfg.app = AppKind::Pubsub;
-            cfg.cluster_workers = Workers::Count(1);
-            cfg.write_delay_ms = 1000;
-            // Room for everything published here (no drops), under the 1 MiB read pause.
-            cfg.max_backpressure = 900 * 1024;
-        });
+        // Room for everything published here (no drops), under the 1 MiB read pause.
+        let server = server(backend, 1000, |cfg| cfg.max_backpressure = 900 * 1024);
         let addr = server.local_addr();
         let mut sub = PsClient::connect_small_rcvbuf(addr, format!("{ctx} subscriber"), 4096);
         sub.subscribe("feed");
