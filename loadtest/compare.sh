@@ -20,7 +20,8 @@
 # Figures per row:
 #   rate           echo: messages/s; connect: connects/s; fanout: deliveries/s
 #   srv µs/op      server CPU (utime+stime, /proc/PID/stat) per echoed message / per delivery over the
-#                  measured window: the figure that ranks servers on 2 cores
+#                  measured window: the figure that ranks servers on 2 cores; connect: per connection
+#                  over the connect phase (10 ms clock ticks: coarse)
 #   ratio          srv µs/op divided by wsd's in the same scenario (lower is better)
 #   idle KiB/conn  connect rows: (VmRSS after - VmRSS before) / connections held
 #   server RSS     the server's VmRSS in MiB before the load generator connected -> at the end of the
@@ -262,6 +263,8 @@ record() {
             P99[$key]+=" $(json_p99 "$json")" ;;
         connect)
             RATE[$key]+=" $(jnum connects_per_s "$json")"
+            OPCPU[$key]+=" $(jnum server_cpu_us_per_connect "$json")"
+            LGCPU[$key]+=" $(jnum loadgen_cpu_us_per_connect "$json")"
             KIB[$key]+=" $(jnum rss_kib_per_conn "$json")"
             RSS0[$key]+=" $(jnum rss_before_kib "$json")"
             RSS1[$key]+=" $(jnum rss_after_kib "$json")"
@@ -415,8 +418,8 @@ ELAPSED=$(($(date +%s) - START_TIME))
         done
     done
     echo
-    echo "rate: echo messages/s, connect connects/s, fanout deliveries/s. server CPU µs/op: per echoed message or per"
-    echo "delivery. ratio: server CPU µs/op (connect: idle KiB/conn) over wsd's. load check: ok when wsd-loadtest used"
+    echo "rate: echo messages/s, connect connects/s, fanout deliveries/s. server CPU µs/op: per echoed message, per"
+    echo "delivery or per connect. ratio: server CPU µs/op (connect: idle KiB/conn) over wsd's. load check: ok when wsd-loadtest used"
     echo "under $(awk -v m="$LOADGEN_MAX" 'BEGIN {print m * 100}')% of its core or the server was at ≥ $(awk -v m="$SERVER_BUSY" 'BEGIN {print m * 100}')% of its own."
 } | tee "$OUT/table.md"
 
