@@ -1,6 +1,7 @@
 //! A worker's connection table and fan-out sink without a driver or sockets, for the `fanout`
-//! criterion bench: the same `Conn`s, out-queues, budget checks and `SlabDeliver` a worker uses,
-//! with connections opened by a real upgrade request through the protocol core.
+//! criterion bench and the `pubsub` fuzz target: the same `Conn`s, out-queues, budget checks and
+//! `SlabDeliver` a worker uses, with connections opened by a real upgrade request through the
+//! protocol core; and a pub/sub application wired as a server wires it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,4 +118,33 @@ impl DeliverBench {
 /// A published MESSAGE frame as `PUBLISH` builds it (header + envelope, framed once).
 pub fn frame(topic: &str, data: &[u8]) -> Bytes {
     crate::pubsub::frame_message(topic, data)
+}
+
+/// A one-worker pub/sub application wired as a server wires it (its relay, its counters in the
+/// returned [`Shared`](crate::server::Shared)), for benches and fuzzing: drive it with
+/// [`App`](crate::app::App) calls and flush it through a [`DeliverBench`].
+pub fn pubsub_app(
+    max_subscriptions: usize,
+) -> std::io::Result<(crate::pubsub::PubSub, Arc<crate::server::Shared>)> {
+    use std::sync::atomic::AtomicBool;
+    let waker = Waker::new()?;
+    let shared = Arc::new(crate::server::Shared {
+        backend: crate::io::Backend::Epoll,
+        workers: vec![WorkerStats::default()],
+        metrics_key: None,
+        draining: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
+        shutdown_timeout: std::time::Duration::from_secs(1),
+        admission: crate::admission::Admission::new(1 << 20, 1 << 20, 0),
+        drain: crate::server::DrainStats::default(),
+        wakers: vec![waker.clone()],
+    });
+    let relay = Arc::new(crate::pubsub::relay::Relay::new(vec![waker]));
+    let config = Arc::new(crate::pubsub::PubSubConfig {
+        max_subscriptions,
+        publish_key: None,
+        max_payload: 1 << 20,
+    });
+    let app = crate::pubsub::PubSub::new(0, config, relay, shared.clone());
+    Ok((app, shared))
 }
