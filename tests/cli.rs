@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,51 +15,12 @@ use common::*;
 use tungstenite::Message;
 use wsd::io::Backend;
 
-const KNOBS: [&str; 19] = [
-    "PORT",
-    "HOST",
-    "CLUSTER_WORKERS",
-    "WS_PATH",
-    "MAX_PAYLOAD",
-    "WSD_IO",
-    "WSD_APP",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "MAX_BACKPRESSURE",
-    "BACKPRESSURE_POLICY",
-    "SHUTDOWN_TIMEOUT",
-    "MAX_CONNECTIONS",
-    "MAX_CONNECTIONS_PER_IP",
-    "UPGRADE_MAX_CONCURRENT",
-    "PAYLOAD_LIMIT_POLICY",
-    "METRICS_KEY",
-    "WSD_RELAY_WAKE",
-    "WSD_CONFIG",
-];
-
-/// The binary with none of wsd's variables inherited from the test environment.
+/// The binary with none of wsd's variables inherited from the test environment, logging in the
+/// human-readable format whose lines these tests read (tests/logs.rs checks `json`).
 fn wsd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsd"));
-    for k in KNOBS {
-        cmd.env_remove(k);
-    }
-    cmd.env_remove("NO_COLOR");
-    // The human-readable format, whose lines these tests read (tests/logs.rs checks `json`).
+    let mut cmd = wsd_command();
     cmd.env("LOG_FORMAT", "pretty");
-    cmd.stdin(Stdio::null());
     cmd
-}
-
-/// Kills and reaps the child when dropped (a failing test leaves no process behind).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }
 
 impl Guard {

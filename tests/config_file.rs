@@ -2,6 +2,8 @@
 //! binary: values applied, precedence (flags > environment > file > defaults), every refusal as
 //! one line naming the file and the key, the round trip of `--print-config`, the sample file.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,12 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{KNOB_VARS, wsd_command};
+
 /// Every knob's variable, from the binary's own `--print-config` keys (so a new knob is covered
 /// by the tests that iterate over it without editing them).
 fn knob_keys() -> Vec<String> {
-    let (status, out, err) = run(wsd().arg("--print-config"));
+    let (status, out, err) = run(wsd_command().arg("--print-config"));
     assert!(status.success(), "--print-config: {err}");
     out.lines()
         .map(|l| l.trim_start_matches("# "))
@@ -20,47 +24,6 @@ fn knob_keys() -> Vec<String> {
         .filter(|k| !k.contains(' '))
         .collect()
 }
-
-/// The binary with none of wsd's variables inherited from the test environment.
-fn wsd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsd"));
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if KNOB_VARS.contains(&k.as_str()) {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// Every variable wsd reads (checked against `--print-config` in `bad_value_of_each_knob...`).
-const KNOB_VARS: [&str; 24] = [
-    "PORT",
-    "HOST",
-    "CLUSTER_WORKERS",
-    "WS_PATH",
-    "MAX_PAYLOAD",
-    "WSD_IO",
-    "WSD_APP",
-    "LOG_LEVEL",
-    "IDLE_TIMEOUT",
-    "SEND_PINGS",
-    "MAX_SUBSCRIPTIONS",
-    "MAX_BACKPRESSURE",
-    "BACKPRESSURE_POLICY",
-    "WRITE_DELAY_MS",
-    "PUBLISH_KEY",
-    "SHUTDOWN_TIMEOUT",
-    "MAX_CONNECTIONS",
-    "MAX_CONNECTIONS_PER_IP",
-    "UPGRADE_MAX_CONCURRENT",
-    "PAYLOAD_LIMIT_POLICY",
-    "METRICS_KEY",
-    "LOG_FORMAT",
-    "WSD_RELAY_WAKE",
-    "WSD_CONFIG",
-];
 
 /// Runs wsd to completion (killed after 10 s) and returns status, stdout and stderr.
 fn run(cmd: &mut Command) -> (ExitStatus, String, String) {
@@ -134,7 +97,7 @@ fn file_values_apply_and_the_environment_and_flags_override_them() {
         "port = 4000\nmax_payload = \"2048\"\nsend_pings = false\ncluster_workers = 3\n\
          log_level = \"debug\"\nbackpressure_policy = \"close\"\n",
     );
-    let t = printed(wsd().arg("--config").arg(&file));
+    let t = printed(wsd_command().arg("--config").arg(&file));
     assert_eq!(int(&t, "port"), 4000);
     assert_eq!(int(&t, "max_payload"), 2048);
     assert_eq!(int(&t, "cluster_workers"), 3);
@@ -146,7 +109,7 @@ fn file_values_apply_and_the_environment_and_flags_override_them() {
 
     // WSD_CONFIG names the file too; the environment overrides it.
     let t = printed(
-        wsd()
+        wsd_command()
             .env("WSD_CONFIG", &file)
             .env("PORT", "5000")
             .env("SEND_PINGS", "true"),
@@ -158,7 +121,7 @@ fn file_values_apply_and_the_environment_and_flags_override_them() {
     // A flag overrides the environment, and --config overrides WSD_CONFIG.
     let other = write(&d.join("other.toml"), "max_payload = 100\n");
     let t = printed(
-        wsd()
+        wsd_command()
             .env("WSD_CONFIG", &file)
             .env("PORT", "5000")
             .args(["--port", "6000", "--config"])
@@ -184,7 +147,7 @@ fn unknown_keys_are_refused_naming_key_and_file() {
     ] {
         let file = write(&d.join("wsd.toml"), text);
         let line = refused(
-            wsd().arg("--config").arg(&file),
+            wsd_command().arg("--config").arg(&file),
             &[&file.display().to_string(), &format!("unknown key '{key}'")],
             text,
         );
@@ -240,7 +203,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         let file = write(&d.join("wsd.toml"), &format!("{key} = {value}\n"));
         let name = file.display().to_string();
         let line = refused(
-            wsd().arg("--config").arg(&file),
+            wsd_command().arg("--config").arg(&file),
             &[&name, &format!("invalid {key}")],
             &format!("{key} = {value}"),
         );
@@ -267,11 +230,11 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ),
     ] {
         let file = write(&d.join("wsd.toml"), text);
-        refused(wsd().arg("--config").arg(&file), &[needle], text);
+        refused(wsd_command().arg("--config").arg(&file), &[needle], text);
     }
     // The documented example, word for word.
     let file = write(&d.join("wsd.toml"), "max_payload = 0\n");
-    let line = refused(wsd().arg("--config").arg(&file), &[], "example");
+    let line = refused(wsd_command().arg("--config").arg(&file), &[], "example");
     assert_eq!(
         line,
         format!(
@@ -289,7 +252,7 @@ fn numbers_strings_and_booleans_are_accepted_where_they_make_sense() {
         "port = \"3001\"\nidle_timeout = \"0\"\nsend_pings = \"off\"\nmax_connections = 50\n\
          cluster_workers = \"2\"\n",
     );
-    let t = printed(wsd().arg("--config").arg(&file));
+    let t = printed(wsd_command().arg("--config").arg(&file));
     assert_eq!(int(&t, "port"), 3001);
     assert_eq!(int(&t, "idle_timeout"), 0);
     assert_eq!(int(&t, "max_connections"), 50);
@@ -302,18 +265,18 @@ fn missing_unreadable_and_invalid_files_are_refused_with_one_line() {
     let d = dir("broken");
     let missing = d.join("nope.toml");
     refused(
-        wsd().arg("--config").arg(&missing),
+        wsd_command().arg("--config").arg(&missing),
         &[&missing.display().to_string(), "cannot read"],
         "missing",
     );
     refused(
-        wsd().env("WSD_CONFIG", &missing),
+        wsd_command().env("WSD_CONFIG", &missing),
         &[&missing.display().to_string(), "cannot read"],
         "missing via WSD_CONFIG",
     );
     // A directory cannot be read as a file (and a mode-000 file can, by root).
     refused(
-        wsd().arg("--config").arg(&d),
+        wsd_command().arg("--config").arg(&d),
         &[&d.display().to_string(), "cannot read"],
         "directory",
     );
@@ -322,13 +285,13 @@ fn missing_unreadable_and_invalid_files_are_refused_with_one_line() {
         "port = 3000\nhost = \"0.0.0.0\nws_path = 1\n",
     );
     refused(
-        wsd().arg(format!("--config={}", bad.display())),
+        wsd_command().arg(format!("--config={}", bad.display())),
         &[&bad.display().to_string(), "invalid TOML at line 2"],
         "invalid TOML",
     );
     let dup = write(&d.join("dup.toml"), "port = 1\nport = 2\n");
     refused(
-        wsd().arg("--config").arg(&dup),
+        wsd_command().arg("--config").arg(&dup),
         &[&dup.display().to_string(), "invalid TOML"],
         "duplicate key",
     );
@@ -337,7 +300,7 @@ fn missing_unreadable_and_invalid_files_are_refused_with_one_line() {
 #[test]
 fn print_config_round_trips_through_config() {
     let d = dir("roundtrip");
-    let mut first = wsd();
+    let mut first = wsd_command();
     first
         .env("PORT", "4321")
         .env("WSD_APP", "echo")
@@ -353,7 +316,10 @@ fn print_config_round_trips_through_config() {
     let (status, text, err) = run(first.arg("--print-config"));
     assert!(status.success(), "{err}");
     let file = write(&d.join("printed.toml"), &text);
-    let (status, again, err) = run(wsd().arg("--config").arg(&file).arg("--print-config"));
+    let (status, again, err) = run(wsd_command()
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config"));
     assert!(status.success(), "reading back --print-config: {err}");
     assert_eq!(
         again, text,
@@ -361,14 +327,16 @@ fn print_config_round_trips_through_config() {
     );
 
     // Secrets print redacted, and the placeholder is refused when read back.
-    let (status, text, err) = run(wsd().env("PUBLISH_KEY", "s3cret").arg("--print-config"));
+    let (status, text, err) = run(wsd_command()
+        .env("PUBLISH_KEY", "s3cret")
+        .arg("--print-config"));
     assert!(status.success(), "{err}");
     assert!(!text.contains("s3cret"), "secret printed: {text}");
     assert!(text.contains("publish_key = \"***\""), "{text}");
     assert!(text.contains("# metrics_key = (unset)"), "{text}");
     let file = write(&d.join("secret.toml"), &text);
     refused(
-        wsd().arg("--config").arg(&file),
+        wsd_command().arg("--config").arg(&file),
         &["invalid publish_key", "***"],
         "redacted secret read back",
     );
@@ -385,9 +353,12 @@ fn the_sample_file_sets_every_knob_to_its_default() {
             "examples/wsd.toml does not mention {key}"
         );
     }
-    let (status, from_sample, err) = run(wsd().arg("--config").arg(&sample).arg("--print-config"));
+    let (status, from_sample, err) = run(wsd_command()
+        .arg("--config")
+        .arg(&sample)
+        .arg("--print-config"));
     assert!(status.success(), "examples/wsd.toml: {err}");
-    let (_, defaults, _) = run(wsd().arg("--print-config"));
+    let (_, defaults, _) = run(wsd_command().arg("--print-config"));
     assert_eq!(from_sample, defaults, "the sample documents the defaults");
 }
 
@@ -400,7 +371,7 @@ fn a_world_readable_file_with_a_secret_is_warned_about_without_the_secret() {
          publish_key = \"t0ps3cret\"\n",
     );
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut child = wsd()
+    let mut child = wsd_command()
         .arg("--config")
         .arg(&file)
         .env("LOG_FORMAT", "pretty")

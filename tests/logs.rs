@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,6 @@ use wsd::io::Backend;
 const PUBLISH_KEY: &str = "pub-Secret-7f3a91";
 const METRICS_KEY: &str = "met-Secret-c4d2e8";
 const BODY_MARKER: &str = "body-Marker-5b6e02";
-
-/// Kills and reaps the child when dropped, so a failing test leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
 
 /// Reads lines from `rx` until one contains `needle`; every line read is kept in `seen`.
 fn line_with(

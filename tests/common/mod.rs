@@ -1125,3 +1125,56 @@ impl StalledWriter {
         self.writer.join().expect("the writer thread");
     }
 }
+
+/// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
+/// complete against the binary), then `WSD_CONFIG`.
+pub const KNOB_VARS: [&str; 24] = [
+    "PORT",
+    "HOST",
+    "CLUSTER_WORKERS",
+    "WS_PATH",
+    "MAX_PAYLOAD",
+    "WSD_IO",
+    "WSD_APP",
+    "LOG_LEVEL",
+    "IDLE_TIMEOUT",
+    "SEND_PINGS",
+    "MAX_SUBSCRIPTIONS",
+    "MAX_BACKPRESSURE",
+    "BACKPRESSURE_POLICY",
+    "WRITE_DELAY_MS",
+    "PUBLISH_KEY",
+    "SHUTDOWN_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "UPGRADE_MAX_CONCURRENT",
+    "PAYLOAD_LIMIT_POLICY",
+    "METRICS_KEY",
+    "LOG_FORMAT",
+    "WSD_RELAY_WAKE",
+    "WSD_CONFIG",
+];
+
+/// The `wsd` binary with none of its variables (nor `NO_COLOR`) inherited from the test
+/// environment, and no stdin.
+pub fn wsd_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsd"));
+    for k in KNOB_VARS {
+        cmd.env_remove(k);
+    }
+    cmd.env_remove("NO_COLOR");
+    cmd.stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Kills and reaps the child when dropped, so a failing test leaves no process behind.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
