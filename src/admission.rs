@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::stats::RejectReason;
+use crate::metrics::RejectReason;
 
 /// Shards of the per-address table; a power of two well above any worker count, so workers
 /// accepting from different addresses rarely meet on one lock.

@@ -19,7 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // First, so that as little of the heap as possible is faulted in as huge pages.
-    let thp = wsd::server::disable_transparent_huge_pages();
+    let thp = wsd::sys::disable_transparent_huge_pages();
     let (config, warnings) = Config::from_args();
     wsd::logging::init(config.log_format, config.log_level);
     for warning in warnings {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     if let Err(e) = thp {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off");
     }
-    match wsd::server::raise_nofile_limit() {
+    match wsd::sys::raise_nofile_limit() {
         Ok(limit) => info!(limit, "open file limit"),
         Err(e) => warn!(error = %e, "cannot raise the open file limit"),
     }

@@ -6,7 +6,7 @@
 //! Every accepted connection is checked against `MAX_CONNECTIONS`, `UPGRADE_MAX_CONCURRENT` and
 //! `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its worker allocates anything for it;
 //! one over a limit gets `503` with `Retry-After` and is closed. `MAX_CONNECTIONS=auto` is the
-//! soft `RLIMIT_NOFILE` (which `wsd` raises to the hard limit first, [`raise_nofile_limit`])
+//! soft `RLIMIT_NOFILE` (which `wsd` raises to the hard limit first, [`crate::sys::raise_nofile_limit`])
 //! minus a margin; an explicit value above what the limit allows is logged as a warning.
 //!
 //! # Graceful shutdown (drain)
@@ -38,10 +38,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{OnceLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
@@ -51,99 +51,19 @@ use crate::app::{AppKind, echo::Echo};
 use crate::config::{Config, FD_MARGIN, MaxConnections, PayloadLimitPolicy};
 use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
+use crate::metrics::WorkerStats;
 use crate::proto::{Limits, Oversized};
 use crate::pubsub::relay::Relay;
 use crate::pubsub::{PubSub, PubSubConfig};
+use crate::state::{DrainStats, Shared};
+use crate::sys::{allowed_cpus, nofile_limit, pin_to};
 use crate::uring::{self, UringDriver, UringParams};
 use crate::worker::{Budget, Worker};
-
-pub use crate::stats::WorkerStats;
 
 /// Request headers larger than this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Listen backlog (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
-
-/// State shared by all workers of one server.
-#[derive(Debug)]
-pub struct Shared {
-    /// The I/O backend in use.
-    pub backend: Backend,
-    /// One entry per worker, indexed by worker id.
-    pub workers: Vec<WorkerStats>,
-    /// The bearer key `GET /metrics` requires, if any (`METRICS_KEY`).
-    pub metrics_key: Option<crate::config::Secret>,
-    /// Set once, by [`StopHandle::stop`], to make every worker drain and exit.
-    pub draining: AtomicBool,
-    /// A worker's event loop failed: the server drains and `wsd` exits with status 1 rather than
-    /// serving on with a dead worker (its listener, connections and relay inbox gone with it).
-    pub failed: AtomicBool,
-    /// How long draining may take before what is left is dropped (`SHUTDOWN_TIMEOUT`).
-    pub shutdown_timeout: Duration,
-    /// The connection limits and their process-wide counts.
-    pub admission: Admission,
-    /// What the drain achieved, added up by each worker as it exits.
-    pub drain: DrainStats,
-    /// Every worker's waker, indexed by worker id.
-    pub(crate) wakers: Vec<Waker>,
-}
-
-impl Shared {
-    /// Whether the server is draining (stopping): `/health` answers 503.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Begins the drain, logging `cause`; later calls do nothing.
-    pub(crate) fn begin_drain(&self, cause: &str) {
-        if self.draining.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let _ = self.drain.started.set(Instant::now());
-        let connections = self.admission.open();
-        info!(
-            cause,
-            connections,
-            shutdown_timeout_s = self.shutdown_timeout.as_secs(),
-            "draining: stopped accepting, closing connections with 1001 after their queued data"
-        );
-        for waker in &self.wakers {
-            waker.wake();
-        }
-    }
-
-    /// A worker will hand no more messages to the others: it has begun draining (after its last
-    /// hand-off), or it is gone. The last one wakes every worker.
-    pub(crate) fn worker_quiesced(&self) {
-        let quiesced = self.drain.quiesced.fetch_add(1, Ordering::AcqRel) + 1;
-        if quiesced >= self.workers.len() {
-            for waker in &self.wakers {
-                waker.wake();
-            }
-        }
-    }
-
-    /// Whether every worker has quiesced: what any of them handed over before it began draining
-    /// is now visible to its target, so a flush after this delivers all of it.
-    pub(crate) fn all_quiesced(&self) -> bool {
-        self.drain.quiesced.load(Ordering::Acquire) >= self.workers.len()
-    }
-}
-
-/// The outcome of a drain, summed over the workers.
-#[derive(Debug, Default)]
-pub struct DrainStats {
-    /// When the drain began.
-    pub started: OnceLock<Instant>,
-    /// Connections open at the start of the drain that closed before `SHUTDOWN_TIMEOUT`.
-    pub closed: AtomicUsize,
-    /// Connections still open at `SHUTDOWN_TIMEOUT`, dropped.
-    pub dropped: AtomicUsize,
-    /// Bytes still queued for the dropped connections.
-    pub unsent_bytes: AtomicU64,
-    /// Workers that will hand no more messages to others (began draining, or gone).
-    pub quiesced: AtomicUsize,
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -209,40 +129,6 @@ impl StopHandle {
     }
 }
 
-/// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`; it applies to the
-/// whole process and to memory faulted in from now on).
-///
-/// mimalloc asks for huge pages on its arena (`MADV_HUGEPAGE`), so with THP in `madvise` or
-/// `always` mode every first touch of a 2 MiB region of the heap makes 2 MiB resident. A worker's
-/// per-connection state is a few hundred bytes spread over several size classes, so idle memory
-/// grew in 2 MiB steps: 10,000 idle connections measured 1.20 KiB each with huge pages and 0.54
-/// KiB without (medians of 3), and the idle server 11.6 MiB instead of 4.0 MiB (BENCHMARKS.md).
-/// The heap's working set is small (the receive rings are the largest part), so the TLB gain is
-/// not worth it.
-pub fn disable_transparent_huge_pages() -> io::Result<()> {
-    rustix::thread::disable_transparent_huge_pages(true)?;
-    Ok(())
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (every connection is a
-/// descriptor) and returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        setrlimit(Resource::Nofile, limit)?;
-    }
-    Ok(limit.current.unwrap_or(u64::MAX))
-}
-
-/// This process's soft `RLIMIT_NOFILE` (`u64::MAX` when unlimited).
-pub fn nofile_limit() -> u64 {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX)
-}
-
 /// The connection limit `MAX_CONNECTIONS` resolves to with the open file limit `nofile`, with a
 /// warning when an explicit value needs more descriptors than the limit allows (accept() would
 /// fail with EMFILE before the 503s begin).
@@ -262,24 +148,6 @@ fn resolve_max_connections(setting: MaxConnections, nofile: u64) -> usize {
         }
     }
     max
-}
-
-/// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    match rustix::thread::sched_getaffinity(None) {
-        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|&c| set.is_set(c))
-            .collect(),
-        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
-    }
-}
-
-fn pin_to(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
-        warn!(cpu, error = %e, "cannot pin worker to its CPU");
-    }
 }
 
 /// Binds a listener. The first of a server's listeners is bound *without* `SO_REUSEPORT` and
@@ -362,6 +230,7 @@ impl Server {
             backend,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             metrics_key: config.metrics_key.clone(),
+            publish_key: config.publish_key.clone(),
             draining: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout.into()),
@@ -393,7 +262,6 @@ impl Server {
             relay: Arc::new(Relay::new(wakers.clone())),
             pubsub: Arc::new(PubSubConfig {
                 max_subscriptions: config.max_subscriptions,
-                publish_key: config.publish_key.clone(),
                 max_payload: config.max_payload,
             }),
         };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use tungstenite::Message;
 use wsd::config::{MaxConnections, Workers};
+use wsd::metrics::RejectReason;
 use wsd::server::Server;
-use wsd::stats::RejectReason;
 
 /// How long a freed slot may take to show (the server must see the client's FIN and release).
 const FREE_WITHIN: Duration = Duration::from_secs(5);

@@ -89,10 +89,10 @@ fn starting_a_uring_server_does_not_interrupt_the_callers_next_blocking_read() {
 
 #[test]
 fn raise_nofile_limit_reports_the_soft_limit() {
-    let limit = wsd::server::raise_nofile_limit().expect("raise_nofile_limit");
+    let limit = wsd::sys::raise_nofile_limit().expect("raise_nofile_limit");
     assert!(limit >= 1024, "soft RLIMIT_NOFILE after raising: {limit}");
     // Idempotent: a second call reports the same limit.
-    assert_eq!(wsd::server::raise_nofile_limit().unwrap(), limit);
+    assert_eq!(wsd::sys::raise_nofile_limit().unwrap(), limit);
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn close_client(ws: &mut WebSocket<TcpStream>, ctx: &str) {
 
 #[test]
 fn thousand_connections_echo_a_hundred_messages_each() {
-    let limit = wsd::server::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    let limit = wsd::sys::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
     // Client and server ends of every connection live in this process.
     assert!(
         limit >= 2 * 1000 + 256,

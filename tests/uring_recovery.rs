@@ -18,7 +18,7 @@ fn enobufs_and_cq_overflow_lose_nothing() {
     if !backends().contains(&Backend::Uring) {
         return; // `backends()` already said why (and panics in CI where io_uring is required)
     }
-    wsd::server::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    wsd::sys::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
     let config = Config {
         host: "127.0.0.1".parse().expect("address"),
         port: 0,

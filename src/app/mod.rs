@@ -9,7 +9,6 @@ pub mod echo;
 use bytes::Bytes;
 
 use crate::io::{Token, Waker};
-use crate::proto::HttpRequest;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
 
@@ -46,6 +45,15 @@ impl<'a> Outbox<'a> {
     pub fn queued(&self) -> usize {
         self.out.len()
     }
+}
+
+/// One validated message of a `POST /publish` batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    /// The topic, already validated.
+    pub topic: &'a str,
+    /// The message's JSON `data` value, as the publisher wrote it.
+    pub data: &'a [u8],
 }
 
 /// What became of a frame handed to a connection.
@@ -114,11 +122,15 @@ pub trait App {
     fn on_close(&mut self, conn: ConnId) {
         let _ = conn;
     }
-    /// A plain HTTP request beside the WebSocket path. Return `true` after appending a complete
-    /// response to `out`; `false` leaves it to the built-in routes (`/health`, 404, 405).
-    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> bool {
-        let _ = (req, out);
+    /// Whether this application takes publishes over HTTP (`POST /publish`, answered by
+    /// [`crate::http`]); for one that does not, `/publish` is an unknown path (404/405).
+    fn accepts_publish(&self) -> bool {
         false
+    }
+    /// Publishes a batch of messages from `POST /publish`, every one already validated (a topic
+    /// and the JSON `data` bytes), in order. Called only if [`App::accepts_publish`].
+    fn publish_batch(&mut self, batch: &[Publish<'_>]) {
+        let _ = batch;
     }
     /// Called once per loop turn after all input was handled: deliver what was deferred (fan-out
     /// to other connections of this worker). Sends are corked and go out right after.

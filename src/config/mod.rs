@@ -72,7 +72,7 @@ impl Workers {
     pub fn resolve(self) -> usize {
         match self {
             Workers::Count(n) => n,
-            Workers::Auto => crate::server::allowed_cpus().len().max(1),
+            Workers::Auto => crate::sys::allowed_cpus().len().max(1),
         }
     }
 }

@@ -15,13 +15,12 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::app::{App, ConnId, Deliver, Outbox};
+use crate::app::{App, ConnId, Deliver, Outbox, Publish};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
-use crate::proto::HttpRequest;
+use crate::metrics::WorkerStats;
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
-use crate::proto::http::write_response;
-use crate::server::WorkerStats;
+use crate::state::Shared;
 use relay::{Relay, Relayed};
 use topics::{SubscribeError, TopicKey, TopicTable};
 
@@ -33,8 +32,6 @@ const SCRATCH_RETAIN: usize = 1 << 20;
 pub struct PubSubConfig {
     /// Most topics one connection may be subscribed to (`MAX_SUBSCRIPTIONS`).
     pub max_subscriptions: usize,
-    /// The bearer key `POST /publish` requires, if any (`PUBLISH_KEY`).
-    pub publish_key: Option<crate::config::Secret>,
     /// Largest `POST /publish` body (`MAX_PAYLOAD`; the protocol core enforces it with 413).
     pub max_payload: usize,
 }
@@ -51,7 +48,7 @@ pub struct PubSub {
     worker: usize,
     config: Arc<PubSubConfig>,
     relay: Arc<Relay>,
-    stats: Arc<crate::server::Shared>,
+    stats: Arc<Shared>,
     topics: TopicTable,
     /// Local subscriber counts per interest bucket (see [`relay`]).
     interest: Vec<u32>,
@@ -67,7 +64,7 @@ impl PubSub {
         worker: usize,
         config: Arc<PubSubConfig>,
         relay: Arc<Relay>,
-        stats: Arc<crate::server::Shared>,
+        stats: Arc<Shared>,
     ) -> Self {
         let workers = relay.workers();
         PubSub {
@@ -179,7 +176,7 @@ impl PubSub {
             }
             Request::Publish { .. } if self.stats.is_draining() => {
                 // Every publish accepted before the drain reaches all its subscribers ahead of
-                // their 1001 (server.rs); one accepted now might not, so it is refused, not lost.
+                // their 1001 (docs/ARCHITECTURE.md, the drain); one accepted now might not, so it is refused, not lost.
                 let mut body = Vec::with_capacity(128);
                 let message = "server is shutting down: publish again after reconnecting";
                 envelope::write_error(&mut body, ErrorCode::Unavailable, message, true, None, cid);
@@ -228,93 +225,15 @@ fn reply_error(out: &mut Vec<u8>, code: ErrorCode, message: &str, correlation_id
     frame::write_frame(out, Opcode::Text, &body);
 }
 
-impl PubSub {
-    /// `POST /publish`: a publish object or an array of them, all validated before any is
-    /// published.
-    fn http_publish(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
-        if req.method != "POST" {
-            return reject(
-                out,
-                405,
-                "Method Not Allowed",
-                "use POST",
-                &[("Allow", "POST")],
-            );
-        }
-        if !crate::auth::authorized(req, self.config.publish_key.as_ref()) {
-            let message = "missing or wrong Authorization: Bearer key";
-            return reject(
-                out,
-                401,
-                "Unauthorized",
-                message,
-                &[("WWW-Authenticate", "Bearer")],
-            );
-        }
-        if self.stats.is_draining() {
-            // Subscribers are being closed: a publish accepted now would reach nobody.
-            let message = "server is shutting down: publish to another instance";
-            return reject(
-                out,
-                503,
-                "Service Unavailable",
-                message,
-                &[("Retry-After", "1")],
-            );
-        }
-        let items = match envelope::split_publish_body(req.body, &mut self.scratch) {
-            Ok(items) => items,
-            Err(e) => return reject(out, 400, "Bad Request", &e.to_string(), &[]),
-        };
-        // Validate every item first (all or nothing), keeping topic and data positions.
-        let mut checked: Vec<(String, std::ops::Range<usize>)> = Vec::with_capacity(items.len());
-        let mut msg = Vec::new();
-        let prefix = envelope::publish_envelope_prefix_len();
-        for (i, item) in items.iter().enumerate() {
-            envelope::publish_envelope(&mut msg, &req.body[item.clone()]);
-            let parsed = envelope::parse(&msg, &mut self.scratch).map(|e| e.request);
-            match parsed {
-                Ok(Request::Publish { topic, data, .. }) => {
-                    // `data` lies in `msg` after the fixed prefix: map it back into the body.
-                    let offset = (data.as_ptr() as usize)
-                        .saturating_sub(msg.as_ptr() as usize)
-                        .saturating_sub(prefix);
-                    let start = item.start + offset;
-                    checked.push((topic.to_owned(), start..start + data.len()));
-                }
-                Ok(other) => {
-                    let message = format!("item {i}: not a publish ({})", other.type_name());
-                    return reject(out, 400, "Bad Request", &message, &[]);
-                }
-                Err(e) => {
-                    return reject(out, 400, "Bad Request", &format!("item {i}: {e}"), &[]);
-                }
-            }
-        }
-        for (topic, data) in &checked {
-            self.publish(None, topic, &req.body[data.clone()]);
-        }
-        let body = format!(r#"{{"accepted":{}}}"#, checked.len());
-        write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
-    }
-}
-
-/// A JSON error answer to `POST /publish`: `{"error": "<message>"}`.
-fn reject(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, extra: &[(&str, &str)]) {
-    let mut body = Vec::with_capacity(32 + message.len());
-    body.extend_from_slice(br#"{"error":""#);
-    envelope::push_escaped(&mut body, message);
-    body.extend_from_slice(b"\"}");
-    write_response(out, status, reason, "application/json", extra, &body);
-}
-
 impl App for PubSub {
-    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> bool {
-        if req.path != "/publish" {
-            return false;
-        }
-        self.http_publish(req, out);
+    fn accepts_publish(&self) -> bool {
         true
+    }
+
+    fn publish_batch(&mut self, batch: &[Publish<'_>]) {
+        for item in batch {
+            self.publish(None, item.topic, item.data);
+        }
     }
 
     fn on_message(

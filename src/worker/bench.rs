@@ -11,9 +11,9 @@ use bytes::Bytes;
 use super::{Budget, Conn, SlabDeliver, outqueue, slab::Slab};
 use crate::app::{ConnId, Deliver};
 use crate::io::{Token, Waker};
+use crate::metrics::WorkerStats;
 use crate::proto::connection::AppClose;
 use crate::proto::{Connection, Handler, HttpRequest, Limits, Message};
-use crate::server::WorkerStats;
 
 /// `n` open WebSocket connections of one worker, as its fan-out sees them.
 pub struct DeliverBench {
@@ -121,28 +121,28 @@ pub fn frame(topic: &str, data: &[u8]) -> Bytes {
 }
 
 /// A one-worker pub/sub application wired as a server wires it (its relay, its counters in the
-/// returned [`Shared`](crate::server::Shared)), for benches and fuzzing: drive it with
+/// returned [`Shared`](crate::state::Shared)), for benches and fuzzing: drive it with
 /// [`App`](crate::app::App) calls and flush it through a [`DeliverBench`].
 pub fn pubsub_app(
     max_subscriptions: usize,
-) -> std::io::Result<(crate::pubsub::PubSub, Arc<crate::server::Shared>)> {
+) -> std::io::Result<(crate::pubsub::PubSub, Arc<crate::state::Shared>)> {
     use std::sync::atomic::AtomicBool;
     let waker = Waker::new()?;
-    let shared = Arc::new(crate::server::Shared {
+    let shared = Arc::new(crate::state::Shared {
         backend: crate::io::Backend::Epoll,
         workers: vec![WorkerStats::default()],
         metrics_key: None,
+        publish_key: None,
         draining: AtomicBool::new(false),
         failed: AtomicBool::new(false),
         shutdown_timeout: std::time::Duration::from_secs(1),
         admission: crate::admission::Admission::new(1 << 20, 1 << 20, 0),
-        drain: crate::server::DrainStats::default(),
+        drain: crate::state::DrainStats::default(),
         wakers: vec![waker.clone()],
     });
     let relay = Arc::new(crate::pubsub::relay::Relay::new(vec![waker]));
     let config = Arc::new(crate::pubsub::PubSubConfig {
         max_subscriptions,
-        publish_key: None,
         max_payload: 1 << 20,
     });
     let app = crate::pubsub::PubSub::new(0, config, relay, shared.clone());

@@ -8,7 +8,7 @@
 //! messages for a connection with nothing else to send are held until the delay is over.
 //!
 //! Admission ([`crate::admission`]) runs on `Accepted`, before anything is allocated for the
-//! connection. The drain (server.rs has the sequence) runs after the application's flush of each
+//! connection. The drain (docs/ARCHITECTURE.md has the sequence) runs after the application's flush of each
 //! turn: the first turn that sees [`Shared::draining`] stops accepting and reports this worker
 //! quiesced; the first turn that begins with every worker quiesced queues the close frames, behind
 //! everything any worker handed over before it quiesced.
@@ -17,9 +17,7 @@ pub mod bench;
 mod deadlines;
 mod idle;
 mod outqueue;
-mod routes;
 mod slab;
-mod tally;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -32,13 +30,14 @@ use tracing::debug;
 use crate::admission::{self, PeerKey};
 use crate::app::{App, ConnId, Deliver, Outbox, SendStatus};
 use crate::config::BackpressurePolicy;
+use crate::http::{self, Routes};
 use crate::io::{Driver, Event, Token};
+use crate::metrics::{WorkerStats, add, bump, tally};
 use crate::proto::connection::AppClose;
 use crate::proto::{
     CloseCode, Connection, Handler, HttpRequest, Limits, Message, MessageKind, Status,
 };
-use crate::server::Shared;
-use crate::stats::{WorkerStats, add, bump};
+use crate::state::Shared;
 use deadlines::Deadlines;
 use outqueue::OutQueue;
 use slab::Slab;
@@ -155,6 +154,8 @@ struct State<A> {
     wakes: Vec<crate::io::Waker>,
     /// Sends so far (published to `WorkerStats` every turn).
     sends: u64,
+    /// The plain HTTP routes.
+    routes: Routes,
 }
 
 /// This worker's part of the drain.
@@ -215,6 +216,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 queued: tally::QueuedBytes::default(),
                 wakes: Vec::new(),
                 sends: 0,
+                routes: Routes::default(),
             },
         }
     }
@@ -395,6 +397,7 @@ impl<A: App> State<A> {
         let queued_before = conn.out.len();
         let mut handler = Bridge {
             app: &mut self.app,
+            routes: &mut self.routes,
             token,
             shared: &self.shared,
             stats,
@@ -949,6 +952,7 @@ fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
 /// Connects the protocol core's callbacks to the application and the built-in HTTP routes.
 struct Bridge<'a, A> {
     app: &'a mut A,
+    routes: &'a mut Routes,
     token: Token,
     shared: &'a Arc<Shared>,
     stats: &'a WorkerStats,
@@ -978,7 +982,7 @@ impl<A: App> Handler for Bridge<'_, A> {
     }
 
     fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {
-        crate::stats::bump(&self.stats.oversized_discarded);
+        bump(&self.stats.oversized_discarded);
         let start = out.len();
         let result = self
             .app
@@ -988,14 +992,10 @@ impl<A: App> Handler for Bridge<'_, A> {
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
-        if !self.app.http_request(req, out) {
-            routes::respond(req, self.shared, out);
-        }
+        self.routes.respond(req, self.shared, self.app, out);
     }
 
     fn accepts_upgrades(&self) -> bool {
-        // Draining: an upgrade request finished after the signal gets 503, not a connection that
-        // would be closed at once.
-        !self.shared.is_draining()
+        http::upgrade::accepts(self.shared)
     }
 }

@@ -17,11 +17,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::auth;
-use crate::proto::HttpRequest;
-use crate::proto::http::write_response;
-use crate::server::Shared;
-use crate::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RejectReason, WorkerStats};
+use super::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RejectReason, WorkerStats};
+use crate::io::Backend;
 
 /// The `Content-Type` of a `/metrics` answer.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -53,28 +50,21 @@ pub const FAMILIES: [&str; 22] = [
     "wsd_backpressure_closes",
 ];
 
-/// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
-/// the request does not carry it, the exposition otherwise.
-pub fn respond(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
-    if !auth::authorized(req, shared.metrics_key.as_ref()) {
-        return write_response(
-            out,
-            401,
-            "Unauthorized",
-            "text/plain; charset=utf-8",
-            &[("WWW-Authenticate", "Bearer")],
-            b"missing or wrong Authorization: Bearer key\n",
-        );
-    }
-    let body = render(shared);
-    write_response(out, 200, "OK", CONTENT_TYPE, &[], body.as_bytes());
+/// What an exposition reads: the running server's backend and its workers' counters (the
+/// server's shared state implements it; a test can stand in for it).
+pub trait Source: fmt::Debug + Send + Sync + 'static {
+    /// The I/O backend in use.
+    fn backend(&self) -> Backend;
+    /// One entry per worker, indexed by worker id.
+    fn workers(&self) -> &[WorkerStats];
 }
 
-/// The exposition text for the counters in `shared`, ending with `# EOF`.
-pub fn render(shared: &Arc<Shared>) -> String {
+/// The exposition text for the counters of `source`, ending with `# EOF`.
+pub fn render<S: Source>(source: &Arc<S>) -> String {
     let mut registry = Registry::with_prefix("wsd");
-    registry.register_collector(Box::new(Exporter(shared.clone())));
-    let mut text = String::with_capacity(4096 + 2048 * shared.workers.len());
+    let workers = source.workers().len();
+    registry.register_collector(Box::new(Exporter(source.clone())));
+    let mut text = String::with_capacity(4096 + 2048 * workers);
     // Writing to a String cannot fail; an encoder error would only cut the answer short.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
@@ -82,7 +72,7 @@ pub fn render(shared: &Arc<Shared>) -> String {
 
 /// Reads the workers' counters while a scrape is encoded.
 #[derive(Debug)]
-pub struct Exporter(pub Arc<Shared>);
+pub struct Exporter(pub Arc<dyn Source>);
 
 /// Whether a family is a counter or a gauge.
 #[derive(Clone, Copy)]
@@ -226,7 +216,7 @@ impl Exporter {
             Kind::Gauge => MetricType::Gauge,
         };
         let mut family = encoder.encode_descriptor(m.name, m.help, None, metric_type)?;
-        for (id, w) in self.0.workers.iter().enumerate() {
+        for (id, w) in self.0.workers().iter().enumerate() {
             let labels = [("worker", id.to_string())];
             let sample = family.encode_family(&labels)?;
             match m.kind {
@@ -249,7 +239,7 @@ impl Exporter {
         read: fn(&WorkerStats, usize) -> u64,
     ) -> fmt::Result {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (id, w) in self.0.workers.iter().enumerate() {
+        for (id, w) in self.0.workers().iter().enumerate() {
             for (i, value) in values.iter().enumerate() {
                 let labels = [("worker", id.to_string()), (key, value.clone())];
                 ConstCounter::new(read(w, i)).encode(family.encode_family(&labels)?)?;
@@ -281,7 +271,7 @@ impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let info = Info::new([
             ("version", env!("CARGO_PKG_VERSION").to_owned()),
-            ("io", self.0.backend.to_string()),
+            ("io", self.0.backend().to_string()),
         ]);
         let sample = encoder.encode_descriptor(
             "build",
@@ -346,21 +336,22 @@ impl Collector for Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::Backend;
-    use std::sync::atomic::AtomicBool;
 
-    fn shared(workers: usize) -> Arc<Shared> {
-        Arc::new(Shared {
-            backend: Backend::Epoll,
-            workers: (0..workers).map(|_| WorkerStats::default()).collect(),
-            metrics_key: None,
-            draining: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            shutdown_timeout: std::time::Duration::from_secs(1),
-            admission: crate::admission::Admission::new(100, 100, 0),
-            drain: crate::server::DrainStats::default(),
-            wakers: Vec::new(),
-        })
+    /// A stand-in for the server's shared state.
+    #[derive(Debug)]
+    struct Fake(Vec<WorkerStats>);
+
+    impl Source for Fake {
+        fn backend(&self) -> Backend {
+            Backend::Epoll
+        }
+        fn workers(&self) -> &[WorkerStats] {
+            &self.0
+        }
+    }
+
+    fn shared(workers: usize) -> Arc<Fake> {
+        Arc::new(Fake((0..workers).map(|_| WorkerStats::default()).collect()))
     }
 
     /// The value of the sample `name{labels}` (labels as written, in order).
@@ -402,13 +393,13 @@ mod tests {
     #[test]
     fn values_come_from_the_atomics_per_worker() {
         let s = shared(2);
-        s.workers[1].accepted.store(7, Ordering::Relaxed);
-        s.workers[0].count_close(1000);
-        s.workers[0].count_close(4321);
-        s.workers[1].count_handshake_failure(426);
-        s.workers[1].count_rejected(RejectReason::PerIp);
-        s.workers[0].queued_bytes.store(99, Ordering::Relaxed);
-        s.workers[1].dropped_oldest.store(3, Ordering::Relaxed);
+        s.0[1].accepted.store(7, Ordering::Relaxed);
+        s.0[0].count_close(1000);
+        s.0[0].count_close(4321);
+        s.0[1].count_handshake_failure(426);
+        s.0[1].count_rejected(RejectReason::PerIp);
+        s.0[0].queued_bytes.store(99, Ordering::Relaxed);
+        s.0[1].dropped_oldest.store(3, Ordering::Relaxed);
         let text = render(&s);
         let v = |series| sample(&text, series);
         assert_eq!(v(r#"wsd_connections_accepted_total{worker="1"}"#), Some(7));

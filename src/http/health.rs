@@ -1,35 +1,15 @@
-//! The plain HTTP routes served beside the WebSocket path: `GET /health`, `GET /metrics`, and
-//! 404/405 otherwise.
+//! `GET /health`: whether the server takes new clients, with per-worker counts.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::proto::HttpRequest;
 use crate::proto::http::write_response;
-use crate::server::Shared;
-
-/// Answers a request that is not a WebSocket upgrade.
-pub fn respond(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
-    match (req.method, req.path) {
-        ("GET", "/health") => health(shared, out),
-        ("GET", "/metrics") => crate::metrics::respond(req, shared, out),
-        ("GET", _) => write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n"),
-        _ => write_response(
-            out,
-            405,
-            "Method Not Allowed",
-            "text/plain",
-            &[("Allow", "GET")],
-            b"only GET is served here\n",
-        ),
-    }
-}
+use crate::state::Shared;
 
 /// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts; while the
 /// server drains, `503 {"status":"draining",...}` with the same fields, so a load balancer stops
 /// sending new clients here.
-fn health(shared: &Shared, out: &mut Vec<u8>) {
+pub fn respond(shared: &Shared, out: &mut Vec<u8>) {
     let mut body = String::with_capacity(128);
     let mut total = 0;
     let mut workers = String::new();

@@ -1,0 +1,80 @@
+//! Every plain HTTP route served beside the WebSocket path, and the checks an upgrade request
+//! passes before it is accepted.
+//!
+//! The protocol core ([`crate::proto`]) parses a request and hands the worker what is not a valid
+//! upgrade on the WebSocket path; the worker hands it to [`Routes::respond`]:
+//! - `GET /health` ([`health`]): 200, or 503 while the server drains;
+//! - `GET /metrics` ([`crate::metrics`]): the counters, behind `METRICS_KEY` ([`auth`]);
+//! - `POST /publish` ([`publish`]), when the application takes publishes (pub/sub): the body is
+//!   validated here and handed to [`App::publish_batch`](crate::app::App::publish_batch);
+//! - 404 for any other `GET`, 405 for any other method.
+//!
+//! A valid upgrade request is accepted only if [`upgrade::accepts`] says so: the one place where
+//! the checks on upgrades live (the drain today; auth, origin and rate limits go there too).
+
+pub mod auth;
+pub mod health;
+pub mod publish;
+pub mod upgrade;
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::envelope::Scratch;
+use crate::proto::HttpRequest;
+use crate::proto::http::write_response;
+use crate::state::Shared;
+
+/// The plain routes of one worker, with the parse scratch `POST /publish` reuses.
+#[derive(Default)]
+pub struct Routes {
+    scratch: Scratch,
+}
+
+impl Routes {
+    /// Answers a request that is not a WebSocket upgrade: appends one complete response to `out`.
+    pub fn respond<A: App>(
+        &mut self,
+        req: &HttpRequest<'_>,
+        shared: &Arc<Shared>,
+        app: &mut A,
+        out: &mut Vec<u8>,
+    ) {
+        match (req.method, req.path) {
+            (_, "/publish") if app.accepts_publish() => {
+                publish::respond(req, shared, &mut self.scratch, app, out);
+            }
+            ("GET", "/health") => health::respond(shared, out),
+            ("GET", "/metrics") => metrics(req, shared, out),
+            ("GET", _) => {
+                write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n")
+            }
+            _ => write_response(
+                out,
+                405,
+                "Method Not Allowed",
+                "text/plain",
+                &[("Allow", "GET")],
+                b"only GET is served here\n",
+            ),
+        }
+    }
+}
+
+/// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
+/// the request does not carry it, the exposition otherwise.
+fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
+    if !auth::authorized(req, shared.metrics_key.as_ref()) {
+        return write_response(
+            out,
+            401,
+            "Unauthorized",
+            "text/plain; charset=utf-8",
+            &[("WWW-Authenticate", "Bearer")],
+            b"missing or wrong Authorization: Bearer key\n",
+        );
+    }
+    let body = crate::metrics::render(shared);
+    let content_type = crate::metrics::CONTENT_TYPE;
+    write_response(out, 200, "OK", content_type, &[], body.as_bytes());
+}
