@@ -21,7 +21,7 @@
 #   `docker stop` sends STOPSIGNAL (SIGTERM) and SIGKILLs after 10 s by default. On SIGTERM wsd
 #   stops accepting, answers /health with 503 draining, sends queued data and then close 1001 on
 #   every connection, and exits 0 once they are closed or SHUTDOWN_TIMEOUT (default 30 s) passes
-#   (README.md, "Graceful shutdown"). Give Docker more time than the drain, e.g. 45 s, or clients
+#   (docs/OPERATIONS.md, "Graceful shutdown"). Give Docker more time than the drain, e.g. 45 s, or clients
 #   lose the clean close.
 #
 # CPUs

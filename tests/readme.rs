@@ -84,7 +84,10 @@ fn block<'a>(blocks: &'a [(String, String)], name: &str) -> &'a str {
 /// `text` with every `from` replaced by `to`; `from` must occur, so a substitution cannot
 /// silently do nothing when the README changes.
 fn substitute(text: &str, from: &str, to: &str, what: &str) -> String {
-    assert!(text.contains(from), "README block {what} no longer contains {from:?}");
+    assert!(
+        text.contains(from),
+        "README block {what} no longer contains {from:?}"
+    );
     text.replace(from, to)
 }
 
@@ -137,8 +140,7 @@ fn log_shape(line: &str) -> Option<(String, Vec<String>)> {
     for word in words {
         match word.split_once('=') {
             Some((key, _))
-                if !key.is_empty()
-                    && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+                if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
             {
                 keys.push(key.to_string())
             }
@@ -256,7 +258,10 @@ impl Shell {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no {what} within {within:?}; output so far: {:#?}", self.seen)
+                    panic!(
+                        "no {what} within {within:?}; output so far: {:#?}",
+                        self.seen
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().ok();
@@ -389,7 +394,10 @@ fn run_example(backend: Backend, blocks: &[(String, String)]) {
     // Ctrl-C in terminal 1: wsd drains and exits 0.
     kill_process_group(server.pgid(), Signal::INT).expect("SIGINT to the server's group");
     let (status, log) = server.finish(Duration::from_secs(40), "wsd after Ctrl-C");
-    assert!(status.success(), "{ctx} wsd after Ctrl-C: {status}; log {log:#?}");
+    assert!(
+        status.success(),
+        "{ctx} wsd after Ctrl-C: {status}; log {log:#?}"
+    );
     assert_log(block(blocks, "server-log"), &log, &format!("{ctx} log"));
 }
 
