@@ -6,8 +6,9 @@
 //! background, then `subscriber` in the background, then `requests`. Their output is compared
 //! with the blocks the README shows for it: `subscriber-output` and `requests-output` line by
 //! line (`...` stands for any text), and `server-log` line by line on the level, target, message
-//! and field names of each log line (timestamps and values differ from run to run). The server
-//! is then stopped as the README says, with Ctrl-C (SIGINT to its process group), and must exit 0.
+//! and field names of each log line (timestamps and values differ from run to run), as is the
+//! example log of docs/OPERATIONS.md (`operations-log`). The server is stopped as the README
+//! says, with Ctrl-C (SIGINT to its process group), and must exit 0.
 //!
 //! Three things differ from a reader's terminal, each through something the README documents:
 //! the server gets `PORT=0` (a free port, so that the test cannot collide with a wsd already on
@@ -30,6 +31,8 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use wsd::io::Backend;
 
 const README: &str = include_str!("../README.md");
+/// docs/OPERATIONS.md's example log, checked against the same run's log as the README's.
+const OPERATIONS: &str = include_str!("../docs/OPERATIONS.md");
 const MARK: &str = "<!-- readme-test: ";
 
 /// How long `cargo run --release` may take to build and start wsd: a release build from scratch
@@ -76,7 +79,7 @@ fn block<'a>(blocks: &'a [(String, String)], name: &str) -> &'a str {
     assert_eq!(
         found.len(),
         1,
-        "README must have exactly one block marked `{MARK}{name} -->`"
+        "README.md (or docs/OPERATIONS.md) must have exactly one block marked `{MARK}{name} -->`"
     );
     &found[0].1
 }
@@ -153,8 +156,9 @@ fn log_shape(line: &str) -> Option<(String, Vec<String>)> {
 }
 
 /// Checks that every line the README shows for terminal 1 was logged (one real line each), and
-/// that the lines shown after `^C` were logged after those shown before it.
-fn assert_log(expected: &str, logged: &[String], ctx: &str) {
+/// that the lines shown after `^C` (if `ctrl_c`, there must be one) were logged after those shown
+/// before it.
+fn assert_log(expected: &str, logged: &[String], ctrl_c: bool, ctx: &str) {
     let mut used = vec![false; logged.len()];
     let mut last_before = 0;
     let mut after_ctrl_c = false;
@@ -176,7 +180,9 @@ fn assert_log(expected: &str, logged: &[String], ctx: &str) {
             .enumerate()
             .position(|(i, l)| !used[i] && matches(l))
             .unwrap_or_else(|| {
-                panic!("{ctx}: README shows the log line\n  {want}\nwsd logged {logged:#?}")
+                panic!(
+                    "{ctx}: the log line shown\n  {want}\nis not in what wsd logged: {logged:#?}"
+                )
             });
         used[found] = true;
         if after_ctrl_c {
@@ -188,7 +194,7 @@ fn assert_log(expected: &str, logged: &[String], ctx: &str) {
             last_before = last_before.max(found);
         }
     }
-    assert!(after_ctrl_c, "{ctx}: the README's log shows no ^C");
+    assert_eq!(after_ctrl_c, ctrl_c, "{ctx}: a ^C line in the log shown");
 }
 
 /// A bash process running one README block in its own process group; dropping it kills the
@@ -398,7 +404,19 @@ fn run_example(backend: Backend, blocks: &[(String, String)]) {
         status.success(),
         "{ctx} wsd after Ctrl-C: {status}; log {log:#?}"
     );
-    assert_log(block(blocks, "server-log"), &log, &format!("{ctx} log"));
+    assert_log(
+        block(blocks, "server-log"),
+        &log,
+        true,
+        &format!("{ctx} README log"),
+    );
+    let operations = marked_blocks(OPERATIONS);
+    assert_log(
+        block(&operations, "operations-log"),
+        &log,
+        false,
+        &format!("{ctx} docs/OPERATIONS.md log"),
+    );
 }
 
 #[test]
