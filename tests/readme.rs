@@ -369,18 +369,9 @@ fn run_example(backend: Backend, blocks: &[(String, String)]) {
         &local,
         "requests",
     );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&requests)
-        .current_dir(&root)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
-    assert!(out.status.success(), "{ctx} requests block: {}", out.status);
-    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (status, printed) =
+        Shell::spawn(&requests, &root, &[], false).finish(Duration::from_secs(60), "requests");
+    assert!(status.success(), "{ctx} requests block: {status}");
     let mut shown_requests = block(blocks, "requests-output").to_string();
     if backend == Backend::Epoll {
         shown_requests = substitute(
