@@ -30,6 +30,8 @@
 //! - [`sys`]: process-wide OS settings: allowed CPUs and pinning, `RLIMIT_NOFILE`, THP.
 //! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
 
+#![deny(unsafe_code)]
+
 pub mod admission;
 pub mod app;
 pub mod config;
@@ -45,5 +47,6 @@ pub mod server;
 pub mod state;
 pub mod sys;
 pub mod table;
+#[allow(unsafe_code)] // the io_uring driver: every unsafe block has its `// SAFETY:` line
 pub mod uring;
 pub mod worker;

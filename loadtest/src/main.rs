@@ -1,5 +1,6 @@
 //! wsd-loadtest entry point: parses arguments, raises the open-file limit, runs the chosen scenario (echo, connect, fanout) and prints its report.
 
+#[allow(unsafe_code)] // the io_uring provided-buffer ring: every block has its SAFETY line
 mod bufring;
 mod cli;
 mod conn;
@@ -12,6 +13,7 @@ mod proc;
 mod report;
 mod stats;
 mod upgrade;
+#[allow(unsafe_code)] // the io_uring driver: every block has its SAFETY line
 mod uring;
 mod url;
 
