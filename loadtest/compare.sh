@@ -42,6 +42,9 @@
 #   CONNECT_N=10000 CONNECT_SETTLE=2 FANOUT_SUBS=1000 FANOUT_WINDOW=32
 #   SERVER_CPU=0 LOAD_CPU=1 SETTLE=1 MAX_OTHER=0.05 RETRIES=2 LOADGEN_MAX=0.90 SERVER_BUSY=0.90
 #   WSD_BIN=path            use this wsd binary instead of building target/release/wsd
+#   WSD_BASE_BIN=path       a second wsd binary (e.g. an older commit's release build), run as the server
+#                           named `wsd-base` (port 9006): `compare.sh wsd wsd-base` measures a change
+#                           against its base in the same run (not part of the default server list)
 #   LOADGEN_IO=epoll        how wsd-loadtest drives its sockets in the echo scenarios (epoll|uring;
 #                           measured equal in BENCHMARKS.md)
 #   OUT=DIR                 raw JSON, server logs and the table (default: a new /tmp dir)
@@ -81,13 +84,14 @@ ALL_SERVERS="wsd fastwebsockets tungstenite bun node-ws"
 
 log() { printf '%s\n' "$*" >&2; }
 
-declare -A PORT=([wsd]=9001 [tungstenite]=9002 [fastwebsockets]=9003 [bun]=9004 [node-ws]=9005)
+declare -A PORT=([wsd]=9001 [tungstenite]=9002 [fastwebsockets]=9003 [bun]=9004 [node-ws]=9005 [wsd-base]=9006)
 declare -A PEER_CRATE=([tungstenite]="$LT_DIR/peers/tungstenite-echo" [fastwebsockets]="$LT_DIR/peers/fastwebsockets-echo")
 
 # server_cmd NAME APP -> the command line (an array in CMD) that starts NAME with application APP (echo|pubsub).
 server_cmd() {
     case $1 in
         wsd) CMD=(env "PORT=${PORT[wsd]}" CLUSTER_WORKERS=1 "WSD_APP=$2" "$WSD_BIN") ;;
+        wsd-base) CMD=(env "PORT=${PORT[wsd-base]}" CLUSTER_WORKERS=1 "WSD_APP=$2" "$WSD_BASE_BIN") ;;
         tungstenite) CMD=(env "PORT=${PORT[tungstenite]}" "$LT_DIR/peers/tungstenite-echo/target/release/tungstenite-echo") ;;
         fastwebsockets) CMD=(env "PORT=${PORT[fastwebsockets]}" "$LT_DIR/peers/fastwebsockets-echo/target/release/fastwebsockets-echo") ;;
         bun) CMD=(env "PORT=${PORT[bun]}" "APP=$2" "$BUN" "$LT_DIR/peers/bun/server.js") ;;
@@ -96,11 +100,14 @@ server_cmd() {
 }
 
 # Which servers speak the PROTOCOL.md pub/sub subset (wsd is probed).
-declare -A PUBSUB=([bun]=1)
+declare -A PUBSUB=([bun]=1 [wsd-base]=1)
 
 if [ $# -eq 0 ]; then set -- $ALL_SERVERS; fi
 for s in "$@"; do
-    [ -n "${PORT[$s]:-}" ] || { log "unknown server '$s' (known: $ALL_SERVERS)"; exit 2; }
+    [ -n "${PORT[$s]:-}" ] || { log "unknown server '$s' (known: $ALL_SERVERS wsd-base)"; exit 2; }
+    if [ "$s" = wsd-base ] && [ ! -x "${WSD_BASE_BIN:-}" ]; then
+        log "wsd-base needs WSD_BASE_BIN=path to an executable wsd"; exit 2
+    fi
 done
 
 # --- only ever stop what this script started ------------------------------------------------
