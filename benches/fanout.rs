@@ -18,13 +18,7 @@ use wsd::worker::bench::{DeliverBench, frame};
 const SUBSCRIBERS: usize = 1000;
 
 fn fanout(c: &mut Criterion) {
-    let budget = Budget {
-        max_backpressure: 1 << 20,
-        policy: BackpressurePolicy::DropNewest,
-        idle_timeout: 0,
-        send_pings: false,
-        write_delay: std::time::Duration::ZERO,
-    };
+    let budget = Budget::new(1 << 20, BackpressurePolicy::DropNewest);
     let mut g = c.benchmark_group("fanout_1000");
     for (label, data_len, per_turn) in [
         ("20 B data, 1 msg/turn", 20usize, 1usize),

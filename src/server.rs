@@ -1,5 +1,5 @@
 //! Starting and stopping wsd: one worker thread per core, each with its own `SO_REUSEPORT`
-//! listener, driver and connection table, and the state they share ([`Shared`]).
+//! listener, driver and connection table, and the state they share ([`Shared`], in `state.rs`).
 //!
 //! # Admission
 //!
@@ -11,28 +11,11 @@
 //!
 //! # Graceful shutdown (drain)
 //!
-//! [`StopHandle::stop`] (SIGTERM or SIGINT in the `wsd` binary) starts one sequence, run by every
-//! worker on its own loop:
-//!
-//! 1. [`Shared::draining`] is set and one log line says so; `/health` answers
-//!    `503 {"status":"draining",...}` on every connection still able to ask, and pub/sub refuses
-//!    new publishes (`503`, `UNAVAILABLE`) rather than accept what it could not deliver.
-//! 2. Each worker, on its next loop turn, hands over what it has for the others (its pub/sub
-//!    fan-out), stops accepting (closes its listener) and closes the connections that have sent
-//!    nothing yet. A request already begun is still answered when it completes (within the
-//!    handshake timeout): `/health` with 503 draining, an upgrade with `503` and `Retry-After`.
-//! 3. Once every worker has done step 2 (so nothing accepted before the drain is still on its way
-//!    between cores), each delivers what was handed to it and queues a close frame 1001 on every
-//!    WebSocket connection *behind* the data already queued for it.
-//! 4. Queued data keeps flowing. A connection ends when its close handshake ends; once its close
-//!    frame is sent, the peer has the usual close timeout to answer it.
-//! 5. `SHUTDOWN_TIMEOUT` after the signal (`Config::shutdown_timeout`; 0: no wait) whatever is
-//!    left is dropped, however much is still queued: a peer that does not read cannot hold the
-//!    process longer.
-//! 6. A worker exits as soon as it has no connection left, so the process exits when the last
-//!    connection closes, not at the timeout. [`Server::wait`] logs one line with how many
-//!    connections closed in time and how many were dropped at the timeout (and the bytes they
-//!    still had queued).
+//! [`StopHandle::stop`] (SIGTERM or SIGINT in the `wsd` binary) starts the drain: every worker
+//! stops accepting, delivers what is queued, closes its WebSocket connections with 1001 behind
+//! that data, and exits when its last connection is gone or at `SHUTDOWN_TIMEOUT`; [`Server::wait`]
+//! logs how it went. docs/ARCHITECTURE.md has the sequence step by step; `state.rs` holds its
+//! shared part and `worker/drain.rs` each worker's.
 
 use std::io;
 use std::net::SocketAddr;
@@ -282,6 +265,8 @@ impl Server {
                     idle_timeout: config.idle_timeout,
                     send_pings: config.send_pings,
                     write_delay: Duration::from_millis(config.write_delay_ms.into()),
+                    handshake_timeout: config.handshake_timeout,
+                    close_timeout: config.close_timeout,
                 },
                 shared: shared.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),

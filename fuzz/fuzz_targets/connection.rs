@@ -26,8 +26,9 @@ impl Handler for Echo {
         Ok(())
     }
 
-    fn http_request(&mut self, _req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+    fn http_request(&mut self, _req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
         out.extend_from_slice(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+        404
     }
 }
 

@@ -30,13 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok((mut app, shared)) = pubsub_app(3) else {
         return;
     };
-    let budget = Budget {
-        max_backpressure: 4096,
-        policy: BackpressurePolicy::DropOldest,
-        idle_timeout: 0,
-        send_pings: false,
-        write_delay: std::time::Duration::ZERO,
-    };
+    let budget = Budget::new(4096, BackpressurePolicy::DropOldest);
     let mut conns = DeliverBench::new(CONNS, budget);
     let ids = conns.conns().to_vec();
     let mut open = [true; CONNS];

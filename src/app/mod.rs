@@ -15,15 +15,17 @@ use crate::proto::frame::{self, Message, MessageKind, Opcode};
 /// A connection's identity within its worker, valid for the connection's whole life.
 pub type ConnId = Token;
 
-/// The outgoing bytes of the connection being served.
+/// The outgoing bytes of the connection being served. It counts the messages it queues, so the
+/// worker's `messages_sent` counter needs no second look at the bytes.
 pub struct Outbox<'a> {
     out: &'a mut Vec<u8>,
+    sent: u64,
 }
 
 impl<'a> Outbox<'a> {
     /// Wraps the connection's output buffer.
     pub fn new(out: &'a mut Vec<u8>) -> Self {
-        Outbox { out }
+        Outbox { out, sent: 0 }
     }
 
     /// Queues one message as a single unmasked frame.
@@ -33,12 +35,12 @@ impl<'a> Outbox<'a> {
             MessageKind::Binary => Opcode::Binary,
         };
         frame::write_frame(self.out, opcode, data);
+        self.sent += 1;
     }
 
-    /// The connection's output buffer, for appending complete frames built elsewhere
-    /// (e.g. with [`frame::write_frame`]).
-    pub fn frames(&mut self) -> &mut Vec<u8> {
-        self.out
+    /// Messages queued through this outbox.
+    pub fn sent(&self) -> u64 {
+        self.sent
     }
 
     /// Bytes queued and not yet handed to the kernel.

@@ -351,7 +351,24 @@ pub struct Config {
     /// equal within noise (figures at `uring::RelayWake`); eventfd is the default.
     #[arg(long, env = "WSD_RELAY_WAKE", default_value = "eventfd", value_enum)]
     pub relay_wake: RelayWake,
+
+    /// Testing only, not a knob (no flag, variable or file key): how long a client may take to
+    /// finish its upgrade request. Tests that start a server through the library shorten it so
+    /// they need not wait the production value out.
+    #[arg(skip = HANDSHAKE_TIMEOUT)]
+    pub handshake_timeout: std::time::Duration,
+
+    /// Testing only, not a knob (as `handshake_timeout`): how long the peer has to answer a
+    /// close frame.
+    #[arg(skip = CLOSE_TIMEOUT)]
+    pub close_timeout: std::time::Duration,
 }
+
+/// A client that has not finished its upgrade request by then is dropped (slow-loris).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the server waits for the peer's close frame after sending its own. (While draining,
+/// the wait starts once the close frame has been handed to the kernel, behind the queued data.)
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Default for Config {
     /// The documented defaults, ignoring the environment (for embedding and tests).
@@ -380,6 +397,8 @@ impl Default for Config {
             metrics_key: None,
             log_format: LogFormat::Auto,
             relay_wake: RelayWake::DEFAULT,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            close_timeout: CLOSE_TIMEOUT,
         }
     }
 }

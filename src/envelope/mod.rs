@@ -1,4 +1,4 @@
-//! The JSON envelope of wsd's pub/sub protocol (`shared/PROTOCOL.md`): a sans-IO parser for client
+//! The JSON envelope of wsd's pub/sub protocol (docs/PROTOCOL.md): a sans-IO parser for client
 //! messages and writers for server messages.
 //!
 //! # Parsing

@@ -9,7 +9,7 @@ use crate::state::Shared;
 /// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts; while the
 /// server drains, `503 {"status":"draining",...}` with the same fields, so a load balancer stops
 /// sending new clients here.
-pub fn respond(shared: &Shared, out: &mut Vec<u8>) {
+pub fn respond(shared: &Shared, out: &mut Vec<u8>) -> u16 {
     let mut body = String::with_capacity(128);
     let mut total = 0;
     let mut workers = String::new();
@@ -54,8 +54,8 @@ pub fn respond(shared: &Shared, out: &mut Vec<u8>) {
             "application/json",
             &[],
             body.as_bytes(),
-        );
+        )
     } else {
-        write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+        write_response(out, 200, "OK", "application/json", &[], body.as_bytes())
     }
 }

@@ -32,17 +32,18 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Answers a request that is not a WebSocket upgrade: appends one complete response to `out`.
+    /// Answers a request that is not a WebSocket upgrade: appends one complete response to `out`
+    /// and returns its status code.
     pub fn respond<A: App>(
         &mut self,
         req: &HttpRequest<'_>,
         shared: &Arc<Shared>,
         app: &mut A,
         out: &mut Vec<u8>,
-    ) {
+    ) -> u16 {
         match (req.method, req.path) {
             (_, "/publish") if app.accepts_publish() => {
-                publish::respond(req, shared, &mut self.scratch, app, out);
+                publish::respond(req, shared, &mut self.scratch, app, out)
             }
             ("GET", "/health") => health::respond(shared, out),
             ("GET", "/metrics") => metrics(req, shared, out),
@@ -63,7 +64,7 @@ impl Routes {
 
 /// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
 /// the request does not carry it, the exposition otherwise.
-fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
+fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) -> u16 {
     if !auth::authorized(req, shared.metrics_key.as_ref()) {
         return write_response(
             out,
@@ -76,5 +77,5 @@ fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) {
     }
     let body = crate::metrics::render(shared);
     let content_type = crate::metrics::CONTENT_TYPE;
-    write_response(out, 200, "OK", content_type, &[], body.as_bytes());
+    write_response(out, 200, "OK", content_type, &[], body.as_bytes())
 }

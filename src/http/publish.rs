@@ -18,7 +18,7 @@ pub fn respond<A: App>(
     scratch: &mut Scratch,
     app: &mut A,
     out: &mut Vec<u8>,
-) {
+) -> u16 {
     if req.method != "POST" {
         return reject(
             out,
@@ -87,14 +87,20 @@ pub fn respond<A: App>(
         .collect();
     app.publish_batch(&batch);
     let body = format!(r#"{{"accepted":{}}}"#, checked.len());
-    write_response(out, 200, "OK", "application/json", &[], body.as_bytes());
+    write_response(out, 200, "OK", "application/json", &[], body.as_bytes())
 }
 
 /// A JSON error answer to `POST /publish`: `{"error": "<message>"}`.
-fn reject(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, extra: &[(&str, &str)]) {
+fn reject(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> u16 {
     let mut body = Vec::with_capacity(32 + message.len());
     body.extend_from_slice(br#"{"error":""#);
     envelope::push_escaped(&mut body, message);
     body.extend_from_slice(b"\"}");
-    write_response(out, status, reason, "application/json", extra, &body);
+    write_response(out, status, reason, "application/json", extra, &body)
 }

@@ -1,56 +1,11 @@
-//! What the worker measures for `/metrics` beyond plain increments: data frames in the bytes a
-//! handler wrote, the status of a refused request, and the bytes queued for peers.
-//!
-//! Each is computed from what the worker already has in hand (the bytes just written, the
-//! connections marked dirty this turn), so the hot path pays a few instructions and one relaxed
-//! add per batch, never a pass over every connection.
+//! What the worker measures for `/metrics` beyond plain increments: the bytes queued for peers
+//! (`wsd_queued_bytes`), kept from what the worker already has in hand (the connections marked
+//! dirty this turn), so the hot path pays a few instructions per connection sent to and one
+//! relaxed store per turn, never a pass over every connection. (Messages and refused requests are
+//! counted where they are written: the application's `Outbox` counts its messages, and the protocol
+//! core reports each response's status to the worker.)
 
 use crate::io::Token;
-
-/// How many data frames (text or binary, not continuations or control frames) `bytes` holds:
-/// complete, unmasked server frames, as the protocol core and the applications write them.
-/// Walks the headers only; stops at anything that is not a whole frame.
-pub fn data_frames(mut bytes: &[u8]) -> u64 {
-    let mut count = 0;
-    while let [b0, b1, rest @ ..] = bytes {
-        let (len, header) = match b1 & 0x7F {
-            126 => match rest {
-                [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 4),
-                _ => break,
-            },
-            127 => match rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-                Some(b) => (u64::from_be_bytes(b), 10),
-                None => break,
-            },
-            n => (u64::from(n), 2),
-        };
-        let masked = if b1 & 0x80 != 0 { 4 } else { 0 };
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|len| len.checked_add(header + masked))
-        else {
-            break;
-        };
-        if end > bytes.len() {
-            break;
-        }
-        if matches!(b0 & 0x0F, 0x1 | 0x2) {
-            count += 1;
-        }
-        bytes = &bytes[end..];
-    }
-    count
-}
-
-/// The status code of the HTTP response at the start of `bytes` (`HTTP/1.1 404 ...`).
-pub fn response_status(bytes: &[u8]) -> Option<u16> {
-    let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
-    let digits = rest.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
 
 /// Bytes queued for peers (in out-queues and in flight), kept as a running total.
 ///
@@ -89,37 +44,6 @@ impl QueuedBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Opcode;
-    use crate::proto::frame::write_frame;
-
-    #[test]
-    fn counts_data_frames_of_every_length_form() {
-        let mut out = Vec::new();
-        write_frame(&mut out, Opcode::Text, b"hi");
-        write_frame(&mut out, Opcode::Pong, b"");
-        write_frame(&mut out, Opcode::Binary, &[7; 300]);
-        write_frame(&mut out, Opcode::Text, &[b'a'; 70_000]);
-        write_frame(&mut out, Opcode::Close, &[3, 232]);
-        assert_eq!(data_frames(&out), 3);
-        assert_eq!(data_frames(&[]), 0);
-        // A cut frame is not counted, and nothing after it is read.
-        for cut in 0..out.len().min(400) {
-            assert!(data_frames(&out[..cut]) <= 2, "cut at {cut}");
-        }
-        assert_eq!(data_frames(&out[..out.len() - 1]), 3);
-    }
-
-    #[test]
-    fn reads_response_status() {
-        assert_eq!(
-            response_status(b"HTTP/1.1 426 Upgrade Required\r\n"),
-            Some(426)
-        );
-        assert_eq!(response_status(b"HTTP/1.1 101 Switching"), Some(101));
-        assert_eq!(response_status(b"HTTP/1.1 4x4"), None);
-        assert_eq!(response_status(b"HTTP/1.1 40"), None);
-        assert_eq!(response_status(b""), None);
-    }
 
     #[test]
     fn queued_total_follows_each_slot() {

@@ -55,9 +55,16 @@ pub trait Handler {
         Ok(())
     }
 
-    /// A request that is not on the WebSocket path: append one complete HTTP response to `out`.
-    /// The connection is closed after it is flushed.
-    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>);
+    /// A request that is not on the WebSocket path: append one complete HTTP response to `out`
+    /// and return its status code. The connection is closed after it is flushed.
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16;
+
+    /// A request was answered without an upgrade (an error, a refused upgrade, or the answer of
+    /// [`Handler::http_request`]); `status` is the response's code. Called once, just before the
+    /// call that wrote it returns [`Status::Done`].
+    fn responded(&mut self, status: u16) {
+        let _ = status;
+    }
 
     /// The close handshake began while decoding: `code` is the first close code sent or received
     /// (1005 for a peer close without one). Called at most once per connection, and not for closes
@@ -162,7 +169,10 @@ impl Connection {
                         *need = total;
                         Status::Open
                     }
-                    Outcome::Responded => self.finish(Status::Done),
+                    Outcome::Responded(code) => {
+                        handler.responded(code);
+                        self.finish(Status::Done)
+                    }
                     Outcome::Upgraded(len) => {
                         let rest = input.get_mut(len..).unwrap_or_default();
                         self.upgraded(rest, limits, out, handler)
@@ -187,7 +197,10 @@ impl Connection {
                         *need = total;
                         Status::Open
                     }
-                    Outcome::Responded => self.finish(Status::Done),
+                    Outcome::Responded(code) => {
+                        handler.responded(code);
+                        self.finish(Status::Done)
+                    }
                     Outcome::Upgraded(len) => {
                         let mut bytes = mem::take(buf);
                         let rest = bytes.get_mut(len..).unwrap_or_default();

@@ -64,9 +64,9 @@ pub enum Outcome {
     /// The request head is complete but its body is not: wait until this many bytes (head +
     /// body) have arrived before parsing again.
     NeedBytes(usize),
-    /// A complete response was written (an error, or the handler's answer to a plain HTTP request):
-    /// close the connection once it is flushed.
-    Responded,
+    /// A complete response with this status code was written (an error, or the handler's answer
+    /// to a plain HTTP request): close the connection once it is flushed.
+    Responded(u16),
 }
 
 /// Parses the request head at the start of `buf` and answers it: a 101 (the caller then calls
@@ -142,8 +142,8 @@ pub fn handle<H: Handler>(
         body,
     };
     let start = out.len();
-    if path != limits.ws_path {
-        handler.http_request(&request, out);
+    let status = if path != limits.ws_path {
+        handler.http_request(&request, out)
     } else {
         match check_upgrade(&request, version) {
             Ok(_) if !handler.accepts_upgrades() => write_response(
@@ -160,11 +160,11 @@ pub fn handle<H: Handler>(
             }
             Err(rejection) => rejection.write(out),
         }
-    }
+    };
     if method == "HEAD" {
         strip_body(out, start);
     }
-    Outcome::Responded
+    Outcome::Responded(status)
 }
 
 /// Why a request's body length could not be read.
@@ -203,7 +203,7 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, BodyError> 
 /// Writes a plain-text error response.
 fn respond(out: &mut Vec<u8>, status: u16, reason: &str, body: &str) -> Outcome {
     write_response(out, status, reason, TEXT, &[], body.as_bytes());
-    Outcome::Responded
+    Outcome::Responded(status)
 }
 
 /// The path-and-query part of a request target, also for the absolute form
@@ -249,7 +249,8 @@ impl Rejection {
         Self { status: 400, body }
     }
 
-    fn write(self, out: &mut Vec<u8>) {
+    /// Writes the refusal; returns the status written.
+    fn write(self, out: &mut Vec<u8>) -> u16 {
         match self.status {
             405 => write_response(
                 out,
@@ -361,7 +362,7 @@ fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8]) {
 
 fn bad_request(out: &mut Vec<u8>, body: &str) -> Outcome {
     write_response(out, 400, "Bad Request", TEXT, &[], body.as_bytes());
-    Outcome::Responded
+    Outcome::Responded(400)
 }
 
 fn too_large(out: &mut Vec<u8>, body: &str) -> Outcome {
@@ -373,7 +374,7 @@ fn too_large(out: &mut Vec<u8>, body: &str) -> Outcome {
         &[],
         body.as_bytes(),
     );
-    Outcome::Responded
+    Outcome::Responded(431)
 }
 
 #[cfg(test)]
@@ -415,7 +416,7 @@ mod tests {
         fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
             Ok(())
         }
-        fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+        fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
             let ua = req.header("user-agent").unwrap_or_default();
             self.0.push(format!(
                 "{} {} {:?} {}",
@@ -425,6 +426,7 @@ mod tests {
                 String::from_utf8_lossy(ua)
             ));
             write_response(out, 404, "Not Found", TEXT, &[], b"not found\n");
+            404
         }
     }
 
@@ -490,7 +492,7 @@ mod tests {
     fn other_paths_go_to_the_handler() {
         let (o, out, seen) =
             run("GET /index.html?x=1&y HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
-        assert_eq!(o, Outcome::Responded);
+        assert_eq!(o, Outcome::Responded(404));
         assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert_eq!(seen, ["GET /index.html Some(\"x=1&y\") t"]);
         // Even an upgrade request.
@@ -498,7 +500,7 @@ mod tests {
             "GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         );
-        assert_eq!(o, Outcome::Responded);
+        assert_eq!(o, Outcome::Responded(404));
         assert_eq!(seen.len(), 1);
     }
 
@@ -509,8 +511,9 @@ mod tests {
             fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
                 Ok(())
             }
-            fn http_request(&mut self, _: &HttpRequest<'_>, out: &mut Vec<u8>) {
+            fn http_request(&mut self, _: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
                 write_response(out, 404, "Not Found", TEXT, &[], b"not found\n");
+                404
             }
             fn accepts_upgrades(&self) -> bool {
                 false
@@ -520,7 +523,7 @@ mod tests {
                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let mut out = Vec::new();
         let o = handle(valid.as_bytes(), &limits(), &mut out, &mut Draining);
-        assert_eq!(o, Outcome::Responded);
+        assert_eq!(o, Outcome::Responded(503));
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -540,7 +543,7 @@ mod tests {
         assert_eq!(run("").0, Outcome::Partial);
         let long = format!("GET /ws HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(8200));
         let (o, out, _) = run(&long);
-        assert_eq!(o, Outcome::Responded);
+        assert_eq!(o, Outcome::Responded(431));
         assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         // Complete but over the limit: the same answer as when it arrives in pieces.
         let (_, out, _) = run(&format!("{long}\r\n"));

@@ -5,7 +5,8 @@ use std::io::Write as _;
 /// Appends a complete HTTP/1.1 response with `Content-Type`, `Content-Length` and
 /// `Connection: close`, then `extra_headers` in order, then `body`.
 ///
-/// Header names and values are written as given; they must not contain CR or LF.
+/// Header names and values are written as given; they must not contain CR or LF. Returns
+/// `status`, so a route can answer with the response it wrote.
 pub fn write_response(
     out: &mut Vec<u8>,
     status: u16,
@@ -13,7 +14,7 @@ pub fn write_response(
     content_type: &str,
     extra_headers: &[(&str, &str)],
     body: &[u8],
-) {
+) -> u16 {
     let extra: usize = extra_headers
         .iter()
         .map(|(name, value)| name.len() + value.len() + 4)
@@ -33,6 +34,7 @@ pub fn write_response(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+    status
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ impl PubSub {
         }
     }
 
-    fn handle(&mut self, conn: ConnId, envelope: Envelope<'_>, out: &mut Vec<u8>) {
+    fn handle(&mut self, conn: ConnId, envelope: Envelope<'_>, out: &mut Outbox<'_>) {
         let cid = envelope.correlation_id;
         match envelope.request {
             Request::Subscribe { topics } => {
@@ -180,7 +180,7 @@ impl PubSub {
                 let mut body = Vec::with_capacity(128);
                 let message = "server is shutting down: publish again after reconnecting";
                 envelope::write_error(&mut body, ErrorCode::Unavailable, message, true, None, cid);
-                frame::write_frame(out, Opcode::Text, &body);
+                out.send(MessageKind::Text, &body);
             }
             Request::Publish {
                 topic,
@@ -193,7 +193,7 @@ impl PubSub {
             Request::Ping => {
                 let mut body = Vec::with_capacity(64);
                 envelope::write_pong(&mut body, cid);
-                frame::write_frame(out, Opcode::Text, &body);
+                out.send(MessageKind::Text, &body);
             }
         }
     }
@@ -210,19 +210,19 @@ pub fn frame_message(topic: &str, data: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
-fn ack(out: &mut Vec<u8>, of: &str, correlation_id: Option<&str>) {
+fn ack(out: &mut Outbox<'_>, of: &str, correlation_id: Option<&str>) {
     // PROTOCOL.md: a successful request is acknowledged only when it carries a correlationId.
     if correlation_id.is_some() {
         let mut body = Vec::with_capacity(96);
         envelope::write_ack(&mut body, of, correlation_id);
-        frame::write_frame(out, Opcode::Text, &body);
+        out.send(MessageKind::Text, &body);
     }
 }
 
-fn reply_error(out: &mut Vec<u8>, code: ErrorCode, message: &str, correlation_id: Option<&str>) {
+fn reply_error(out: &mut Outbox<'_>, code: ErrorCode, message: &str, correlation_id: Option<&str>) {
     let mut body = Vec::with_capacity(128 + message.len());
     envelope::write_error(&mut body, code, message, false, None, correlation_id);
-    frame::write_frame(out, Opcode::Text, &body);
+    out.send(MessageKind::Text, &body);
 }
 
 impl App for PubSub {
@@ -242,10 +242,9 @@ impl App for PubSub {
         msg: Message<'_>,
         out: &mut Outbox<'_>,
     ) -> Result<(), AppClose> {
-        let reply = out.frames();
         if msg.kind == MessageKind::Binary {
             reply_error(
-                reply,
+                out,
                 ErrorCode::InvalidArgument,
                 "binary messages are not part of the protocol: send JSON text",
                 None,
@@ -253,10 +252,10 @@ impl App for PubSub {
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
             match envelope::parse(msg.data, &mut scratch) {
-                Ok(envelope) => self.handle(conn, envelope, reply),
+                Ok(envelope) => self.handle(conn, envelope, out),
                 Err(e) => {
                     let cid = e.correlation_id();
-                    reply_error(reply, ErrorCode::InvalidArgument, &e.to_string(), cid);
+                    reply_error(out, ErrorCode::InvalidArgument, &e.to_string(), cid);
                 }
             }
             if scratch.retained_bytes() > SCRATCH_RETAIN {
@@ -277,7 +276,7 @@ impl App for PubSub {
             "message discarded: larger than MAX_PAYLOAD ({} bytes)",
             self.config.max_payload
         );
-        reply_error(out.frames(), ErrorCode::ResourceExhausted, &message, None);
+        reply_error(out, ErrorCode::ResourceExhausted, &message, None);
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 //!
 //! Wake-up: once per target worker per loop turn (not per message), through the waking worker's
 //! driver: an eventfd write, or on io_uring with `WSD_RELAY_WAKE=msg_ring` an `IORING_OP_MSG_RING`
-//! posted to the target's ring with the turn's other submissions (DESIGN.md decision 7; the
+//! posted to the target's ring with the turn's other submissions (docs/DESIGN.md decision 7; the
 //! measurements behind the default are at `uring::RelayWake`).
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};

@@ -1,7 +1,7 @@
 //! The per-worker provided-buffer ring that multishot receives fill.
 //!
 //! Every connection's receive draws from this one pool, so an idle connection owns no read buffer
-//! (DESIGN.md decision 4). A buffer is handed back to the kernel as soon as the worker has parsed it.
+//! (docs/DESIGN.md decision 4). A buffer is handed back to the kernel as soon as the worker has parsed it.
 //!
 //! Where the kernel supports it (6.12+), the ring is registered for incremental consumption
 //! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the buffer at the ring's

@@ -1,12 +1,14 @@
 //! The io_uring backend: multishot accept, multishot receive into a provided-buffer ring, one send
 //! in flight per connection, and one `io_uring_enter` per loop turn.
 //!
-//! Ownership rules (STYLE.md, "Unsafe is fenced"): an in-flight operation owns its buffer and socket
+//! Ownership rules (docs/STYLE.md, "Unsafe is fenced"): an in-flight operation owns its buffer and socket
 //! until its completion arrives. `close` shuts the socket down so in-flight operations finish, and
 //! the slot is released only when none is left; a buffer the kernel may still write is never freed.
 
 mod bufring;
+mod complete;
 mod op;
+mod params;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,88 +22,8 @@ use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
 use crate::table::Chunked;
 use bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
-
-/// The buffer group id of the worker's receive ring.
-const BGID: u16 = 0;
-/// Receive buffers per worker. With incremental consumption a completion takes only the bytes it
-/// received; on older kernels each completion takes a whole buffer, so this bounds how many
-/// connections can deliver data in one turn before ENOBUFS (handled, but a re-arm costs).
-const RECV_BUFFERS: u16 = 256;
-/// Bytes per receive buffer: 256 × 32 KiB = 8 MiB per worker. Large enough that a 16 KiB
-/// message usually arrives in one completion (zero-copy path).
-const RECV_BUF_SIZE: u32 = 32 * 1024;
-/// Submission queue entries.
-const SQ_ENTRIES: u32 = 1024;
-/// Completion queue entries: room for a burst of receives and sends from every connection before
-/// the kernel has to park completions in its overflow list.
-const CQ_ENTRIES: u32 = 4096;
-
-/// Sizes a worker's ring; the defaults suit a server, tests shrink them to force the ENOBUFS and
-/// completion-queue-overflow paths.
-#[derive(Debug, Clone, Copy)]
-pub struct UringParams {
-    /// Receive buffers in the provided-buffer ring (a power of two, at most 32768).
-    pub recv_buffers: u16,
-    /// Bytes per receive buffer.
-    pub recv_buf_size: u32,
-    /// Submission queue entries.
-    pub sq_entries: u32,
-    /// Completion queue entries (at least `sq_entries`).
-    pub cq_entries: u32,
-    /// How this worker wakes another one after relaying it messages; see [`RelayWake`].
-    pub relay_wake: RelayWake,
-}
-
-/// How an io_uring worker wakes another worker that it handed pub/sub messages to.
-///
-/// Both are built; eventfd is the default because MSG_RING did not measure faster. Measured on the
-/// shared 2-core VM (Linux 6.18, other builds running, so only differences of a factor would
-/// count), commit 4786213:
-///
-/// - `cargo bench -p wsd --bench relay_wake` (worker A wakes B asleep in `io_uring_enter`, B
-///   wakes A back; median of criterion's estimate, µs per round trip): threads free to use both
-///   cores, `taskset -c 0,1`, 5 runs: eventfd 9.21 / 9.58 / 7.46 / 6.45 / 5.78, MSG_RING
-///   8.10 / 9.90 / 7.61 / 6.68 / 6.86; both on one core, `taskset -c 0`: eventfd 8.49, MSG_RING
-///   11.00. MSG_RING to a `DEFER_TASKRUN` ring is delivered as task work on the target, which
-///   costs about what the eventfd write and multishot poll cost.
-/// - Loadtest, 2 workers on core 0, 4 subscribers (2 per worker), 20,000 publications/s so every
-///   publication wakes the other worker (`wsd-loadtest fanout --subscribers 4 --rate 20000
-///   --duration 4`), server CPU µs per delivery over 3 alternating runs: eventfd 6.25 / 3.97 /
-///   4.44, MSG_RING 4.06 / 4.68 / 3.69; p50 latency 77-89 µs vs 75-97 µs. No difference
-///   beyond the noise.
-///
-/// MSG_RING saves the sender's `write` syscall (the wake-up rides on the turn's `io_uring_enter`)
-/// and the target's eventfd `read`, i.e. two syscalls per woken worker per turn, not per message;
-/// `WSD_RELAY_WAKE=msg_ring` selects it so a quiet machine can settle the choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RelayWake {
-    /// Write the target's eventfd (one `write` syscall per target per turn, at flush).
-    Eventfd,
-    /// Post a completion to the target's ring with `IORING_OP_MSG_RING`, queued with this turn's
-    /// sends and submitted by the same `io_uring_enter` (no syscall of its own).
-    #[value(name = "msg_ring")]
-    MsgRing,
-}
-
-impl RelayWake {
-    /// The choice, from measurements (see the enum's documentation).
-    pub const DEFAULT: RelayWake = RelayWake::Eventfd;
-}
-
-impl Default for UringParams {
-    fn default() -> Self {
-        UringParams {
-            recv_buffers: RECV_BUFFERS,
-            recv_buf_size: RECV_BUF_SIZE,
-            sq_entries: SQ_ENTRIES,
-            cq_entries: CQ_ENTRIES,
-            relay_wake: RelayWake::DEFAULT,
-        }
-    }
-}
-
-/// Most iovecs one `SendMsg` carries (the kernel's `UIO_MAXIOV`); the rest goes in the next.
-const IOV_MAX: usize = 1024;
+use params::{BGID, IOV_MAX};
+pub use params::{RelayWake, UringParams};
 
 /// The send in flight on one connection.
 struct SendOp {
@@ -133,7 +55,7 @@ struct Vectored {
     msg: libc::msghdr,
 }
 
-// Per-connection memory (STYLE.md: state is a budget); the vectored-send state is boxed to keep it.
+// Per-connection memory (docs/STYLE.md: state is a budget); the vectored-send state is boxed to keep it.
 const _: () = assert!(size_of::<Option<Sock>>() <= 88);
 
 /// A worker's io_uring ring, its listener and its connections' sockets.
@@ -404,161 +326,6 @@ impl UringDriver {
             return Some(token);
         }
         None
-    }
-
-    fn complete<F: FnMut(Event<'_>)>(&mut self, cqe: &cqueue::Entry, on_event: &mut F) {
-        let (res, flags) = (cqe.result(), cqe.flags());
-        let Some((kind, t)) = unpack(cqe.user_data()) else {
-            warn!(user_data = cqe.user_data(), "completion wsd did not submit");
-            return;
-        };
-        match kind {
-            OpKind::Accept => self.complete_accept(res, flags, on_event),
-            OpKind::Wake => {
-                self.waker.drain();
-                on_event(Event::Woken);
-                if !cqueue::more(flags) {
-                    self.arm_wake();
-                }
-            }
-            OpKind::RingWake => on_event(Event::Woken),
-            OpKind::MsgRing => {
-                // Only failures complete (CQE_SKIP_SUCCESS): the target's ring is gone, which
-                // happens only while the server stops.
-                debug!(error = %io::Error::from_raw_os_error(-res), "MSG_RING wake-up failed");
-            }
-            OpKind::Recv => self.complete_recv(t, res, flags, on_event),
-            OpKind::Send => self.complete_send(t, res, on_event),
-            OpKind::Cancel => {}
-        }
-    }
-
-    fn complete_accept<F: FnMut(Event<'_>)>(&mut self, res: i32, flags: u32, on_event: &mut F) {
-        if res >= 0 {
-            // SAFETY: a successful accept completion's result is a new descriptor that nothing else
-            // owns; wrapping it makes it closed exactly once.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            on_event(Event::Accepted(fd));
-        } else {
-            let err = io::Error::from_raw_os_error(-res);
-            if -res != Errno::CANCELED.raw_os_error() {
-                warn!(error = %err, "accept failed");
-            }
-        }
-        if !cqueue::more(flags) {
-            self.accept_armed = false;
-            // Out of descriptors: re-arming at once would spin; `turn` retries on its next call.
-            let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-                .iter()
-                .any(|e| -res == e.raw_os_error());
-            if !exhausted {
-                self.arm_accept();
-            }
-        }
-    }
-
-    fn complete_recv<F: FnMut(Event<'_>)>(
-        &mut self,
-        t: Token,
-        res: i32,
-        flags: u32,
-        on_event: &mut F,
-    ) {
-        let more = cqueue::more(flags);
-        let bid = cqueue::buffer_select(flags);
-        let (closing, paused) = match self.sock_mut(t) {
-            Some(sock) => {
-                if !more {
-                    sock.recv_armed = false;
-                }
-                (sock.closing, sock.paused)
-            }
-            None => {
-                debug_assert!(false, "receive completion for a released slot");
-                (true, false)
-            }
-        };
-        let token = self.sock_mut(t).map(|s| Token {
-            index: t.index,
-            generation: s.generation,
-        });
-        if !more {
-            self.recv_inflight = self.recv_inflight.saturating_sub(1);
-        }
-        if let (Some(bid), Some(bufs)) = (bid, self.bufs.as_mut()) {
-            // In incremental mode the kernel goes on filling this buffer: hand it back only once
-            // a completion says it is finished with it.
-            let buf_more = bufs.is_incremental() && cqueue::buffer_more(flags);
-            let data = bufs.filled(bid, res.max(0) as usize, buf_more);
-            if let Some(token) = token
-                && res > 0
-                && !closing
-            {
-                on_event(Event::Data(token, data));
-            }
-            if !buf_more {
-                bufs.recycle(bid);
-            }
-        }
-        if more {
-            return;
-        }
-        let Some(token) = token else { return };
-        if closing {
-            if let Some(released) = self.maybe_release(t.index) {
-                on_event(Event::Released(released));
-            }
-        } else if paused && res > 0 {
-            // Ended by `set_reading(false)`; `set_reading(true)` re-arms.
-        } else if -res == Errno::CANCELED.raw_os_error() {
-            // Only `set_reading(false)` cancels a receive. If reading was resumed before this
-            // completion came, `set_reading(true)` found the receive still armed and did nothing:
-            // re-arm now (a no-op while paused). Never an end of stream.
-            self.rearm.push(t.index);
-        } else if res > 0 || -res == Errno::NOBUFS.raw_os_error() {
-            if res < 0 {
-                self.counters.recv_enobufs += 1;
-            }
-            // The multishot receive ended but the socket is fine: re-arm once buffers are back.
-            self.rearm.push(t.index);
-        } else {
-            // 0 is end of stream; anything else is a socket error.
-            on_event(Event::ReadClosed(token));
-        }
-    }
-
-    fn complete_send<F: FnMut(Event<'_>)>(&mut self, t: Token, res: i32, on_event: &mut F) {
-        let Some(sock) = self.sock_mut(t) else {
-            debug_assert!(false, "send completion for a released slot");
-            return;
-        };
-        let token = Token {
-            index: t.index,
-            generation: sock.generation,
-        };
-        let Some(op) = sock.send.as_mut() else { return };
-        let result = if res > 0 {
-            op.sent += res as usize;
-            if op.sent < op.total && !sock.closing {
-                self.submit_send(t.index); // short send: the rest goes out next
-                return;
-            }
-            Ok(())
-        } else if res == 0 {
-            Err(io::Error::from(io::ErrorKind::WriteZero))
-        } else {
-            Err(io::Error::from_raw_os_error(-res))
-        };
-        let Some(SendOp { out, .. }) = sock.send.take() else {
-            return;
-        };
-        if sock.closing {
-            if let Some(released) = self.maybe_release(t.index) {
-                on_event(Event::Released(released));
-            }
-        } else {
-            on_event(Event::Sent(token, out, result));
-        }
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Budget, Conn, SlabDeliver, outqueue, slab::Slab};
+use super::backpressure::{Held, SlabDeliver};
+use super::{Budget, Conn, outqueue, slab::Slab};
 use crate::app::{ConnId, Deliver};
 use crate::io::{Token, Waker};
 use crate::metrics::WorkerStats;
@@ -20,7 +21,7 @@ pub struct DeliverBench {
     conns: Slab<Conn>,
     tokens: Vec<ConnId>,
     dirty: Vec<Token>,
-    held: super::Held,
+    held: Held,
     queued_bytes: super::tally::QueuedBytes,
     closings: super::Deadlines,
     pool: Vec<Vec<u8>>,
@@ -36,7 +37,9 @@ impl Handler for Opener {
     fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
         Ok(())
     }
-    fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) {}
+    fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) -> u16 {
+        0
+    }
 }
 
 impl DeliverBench {
@@ -65,9 +68,9 @@ impl DeliverBench {
             conns,
             tokens,
             dirty: Vec::new(),
-            held: super::Held::default(),
+            held: Held::default(),
             queued_bytes: Default::default(),
-            closings: super::Deadlines::new(super::CLOSE_TIMEOUT),
+            closings: super::Deadlines::new(budget.close_timeout),
             pool: Vec::new(),
             wakes: Vec::new(),
             budget,

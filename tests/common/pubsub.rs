@@ -1,4 +1,4 @@
-//! A client of the pub/sub protocol (../shared/PROTOCOL.md) for the integration tests: JSON
+//! A client of the pub/sub protocol (docs/PROTOCOL.md) for the integration tests: JSON
 //! envelopes over tungstenite, every read bounded by a timeout, replies checked for shape and
 //! parsed by hand (`data` kept as the exact bytes the server sent).
 

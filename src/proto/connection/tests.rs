@@ -48,7 +48,7 @@ impl Handler for Recorder {
         Ok(())
     }
 
-    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) {
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
         let body = match req.body {
             [] => String::new(),
             body => format!(" body={}", String::from_utf8_lossy(body)),
@@ -56,6 +56,7 @@ impl Handler for Recorder {
         self.recs
             .push(Rec::Http(format!("{} {}{body}", req.method, req.path)));
         write_response(out, 404, "Not Found", "text/plain", &[], b"not here\n");
+        404
     }
 
     fn close_started(&mut self, code: CloseCode) {

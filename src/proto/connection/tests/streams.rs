@@ -114,7 +114,9 @@ fn zero_copy_for_a_frame_inside_one_chunk() {
             self.1 += 1;
             Ok(())
         }
-        fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) {}
+        fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) -> u16 {
+            0
+        }
     }
     let mut input = [UPGRADE, &client(true, Opcode::Text, b"in place")].concat();
     let mut h = PtrCheck(input.as_ptr_range(), 0);

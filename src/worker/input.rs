@@ -1,0 +1,195 @@
+//! What happens to one connection on input: admission at accept, received bytes through the
+//! protocol core to the application or the HTTP routes, and server-initiated closes.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::debug;
+
+use crate::admission;
+use crate::app::{App, Outbox};
+use crate::http::{self, Routes};
+use crate::io::Token;
+use crate::metrics::{WorkerStats, add, bump};
+use crate::proto::connection::AppClose;
+use crate::proto::{CloseCode, Connection, Handler, HttpRequest, Message, MessageKind};
+use crate::state::Shared;
+
+use super::State;
+use super::conn::{Conn, mark_dirty};
+
+impl<A: App> State<A> {
+    pub(super) fn on_accepted(&mut self, fd: OwnedFd) {
+        if self.drain.is_some() {
+            return; // dropping the descriptor closes it
+        }
+        // Admission comes first: a refused connection costs no slab entry, protocol state or
+        // buffer, only this check and its static 503.
+        let peer = match self.shared.admission.admit(&fd) {
+            Ok(peer) => peer,
+            Err(reason) => {
+                self.worker_stats().count_rejected(reason);
+                debug!(
+                    worker = self.id,
+                    limit = reason.as_str(),
+                    "connection refused with 503"
+                );
+                admission::refuse(fd, reason);
+                return;
+            }
+        };
+        if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
+            debug!(error = %e, "TCP_NODELAY failed");
+        }
+        let token = self.conns.insert(Conn::new(Connection::new(), self.second));
+        if let Some(peer) = peer {
+            let index = token.index as usize;
+            if self.peers.len() <= index {
+                self.peers.resize(index + 1, None);
+            }
+            self.peers[index] = Some(peer);
+        }
+        self.accepted.push((token, fd));
+        self.handshakes.arm(self.now, token);
+        let stats = self.worker_stats();
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn on_data(&mut self, token: Token, bytes: &mut [u8]) {
+        let stats = &self.shared.workers[self.id];
+        add(&stats.bytes_in, bytes.len() as u64);
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.reads() {
+            return;
+        }
+        conn.last_rx = self.second;
+        conn.pinged = false;
+        let was_handshaking = conn.proto.is_handshaking();
+        conn.out.provision(&mut self.pool);
+        let queued_before = conn.out.len();
+        let mut handler = ConnHandler {
+            app: &mut self.app,
+            routes: &mut self.routes,
+            token,
+            shared: &self.shared,
+            stats,
+            messages_in: 0,
+            messages_out: 0,
+        };
+        let status = conn
+            .proto
+            .handle_bytes(bytes, &self.limits, conn.out.tail(), &mut handler);
+        let (messages_in, messages_out) = (handler.messages_in, handler.messages_out);
+        if messages_in > 0 {
+            add(&stats.messages_in, messages_in);
+        }
+        if messages_out > 0 {
+            add(&stats.messages_out, messages_out);
+        }
+        if conn.apply(status) {
+            self.closings.arm(self.now, token);
+        }
+        if was_handshaking && !conn.proto.is_handshaking() {
+            // Upgraded, answered or refused: the handshake slot is free.
+            self.shared.admission.upgrade_done();
+            if conn.proto.is_open() && self.budget.idle_timeout > 0 {
+                self.idle.schedule(token, self.second + 1);
+            }
+        }
+        // Output this input produced (or owed before it) goes now; published messages held for
+        // the write delay alone keep waiting.
+        let owed = conn.out.len() != queued_before || (!conn.out.is_empty() && !conn.held);
+        if owed || !conn.reads() {
+            mark_dirty(&mut self.dirty, conn, token);
+        } else if conn.out.is_empty() {
+            // Idle connections keep no buffer; the next input takes one from the pool.
+            conn.out.release_if_empty(&mut self.pool);
+        }
+    }
+
+    /// Starts a server-initiated close of one connection.
+    pub(super) fn close_with(&mut self, token: Token, code: CloseCode, reason: &str) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.is_closed() {
+            return;
+        }
+        if conn.proto.is_handshaking() {
+            // Nothing to close politely; the protocol state is left as it is, so the connection
+            // still counts as handshaking until it is released.
+            conn.linger();
+            mark_dirty(&mut self.dirty, conn, token);
+            return;
+        }
+        if conn.proto.is_open() {
+            self.shared.workers[self.id].count_close(code.0);
+        }
+        let status = conn.proto.close(code, reason, conn.out.tail());
+        if conn.apply(status) {
+            self.closings.arm(self.now, token);
+        }
+        mark_dirty(&mut self.dirty, conn, token);
+    }
+}
+
+/// One connection's side of the protocol core's callbacks: messages go to the application (with
+/// the connection's id and a counting [`Outbox`]), plain requests to the HTTP routes, upgrades
+/// through the upgrade checks; the counts are added to the counters once per input by the caller.
+struct ConnHandler<'a, A> {
+    app: &'a mut A,
+    routes: &'a mut Routes,
+    token: Token,
+    shared: &'a Arc<Shared>,
+    stats: &'a WorkerStats,
+    /// Data messages received in this call, added to the counters once by the caller.
+    messages_in: u64,
+    /// Data frames the application queued in this call, likewise.
+    messages_out: u64,
+}
+
+impl<A: App> Handler for ConnHandler<'_, A> {
+    fn opened(&mut self, out: &mut Vec<u8>) {
+        let mut outbox = Outbox::new(out);
+        self.app.on_open(self.token, &mut outbox);
+        self.messages_out += outbox.sent();
+    }
+
+    fn message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        self.messages_in += 1;
+        let mut outbox = Outbox::new(out);
+        let result = self.app.on_message(self.token, msg, &mut outbox);
+        self.messages_out += outbox.sent();
+        result
+    }
+
+    fn close_started(&mut self, code: CloseCode) {
+        self.stats.count_close(code.0);
+    }
+
+    fn oversized(&mut self, kind: MessageKind, out: &mut Vec<u8>) -> Result<(), AppClose> {
+        bump(&self.stats.oversized_discarded);
+        let mut outbox = Outbox::new(out);
+        let result = self.app.on_oversized(self.token, kind, &mut outbox);
+        self.messages_out += outbox.sent();
+        result
+    }
+
+    fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
+        self.routes.respond(req, self.shared, self.app, out)
+    }
+
+    fn responded(&mut self, status: u16) {
+        if status >= 400 {
+            self.stats.count_handshake_failure(status);
+        }
+    }
+
+    fn accepts_upgrades(&self) -> bool {
+        http::upgrade::accepts(self.shared)
+    }
+}
