@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 use rustix::io::Errno;
+use wsd_wire::frame::Opcode;
 
 use crate::conn::{Conn, Fail, Shared, State};
-use crate::frame::{OP_BINARY, OP_TEXT, ServerFrameParser, client_frame, payload};
+use crate::frame::{ServerFrameParser, client_frame, payload};
 use crate::proc::{MachineSeconds, MachineTicks, RssSpan, cpu_seconds, machine_ticks, rss};
 use crate::stats::Stats;
 use crate::url::{Target, upgrade_request};
@@ -111,7 +112,11 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         Some(pid) => Some(rss(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
         None => None,
     };
-    let opcode = if cfg.binary { OP_BINARY } else { OP_TEXT };
+    let opcode = if cfg.binary {
+        Opcode::Binary
+    } else {
+        Opcode::Text
+    };
     let frame = client_frame(opcode, &payload(cfg.size));
     let batch = frame.repeat(cfg.in_flight);
     let request = upgrade_request(&cfg.target);

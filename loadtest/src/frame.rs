@@ -1,13 +1,15 @@
-//! WebSocket framing for the load generator: builds the one masked client frame that is re-sent, and parses the server's unmasked frames incrementally (split across reads, several per read).
+//! WebSocket framing for the load generator: builds the one masked client frame that is re-sent, and parses the server's unmasked frames incrementally (split across reads, several per read). The header codec and masking are wsd's own (`wsd-wire`).
 
-/// Opcode of a text data frame.
-pub const OP_TEXT: u8 = 0x1;
-/// Opcode of a binary data frame.
-pub const OP_BINARY: u8 = 0x2;
-const OP_CONTINUATION: u8 = 0x0;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
+use wsd_wire::frame::{
+    Decoded, FrameHeader, MAX_HEADER, Opcode, decode_header, write_masked_frame,
+};
+
+const OP_TEXT: u8 = Opcode::Text as u8;
+const OP_BINARY: u8 = Opcode::Binary as u8;
+const OP_CONTINUATION: u8 = Opcode::Continuation as u8;
+const OP_CLOSE: u8 = Opcode::Close as u8;
+const OP_PING: u8 = Opcode::Ping as u8;
+const OP_PONG: u8 = Opcode::Pong as u8;
 
 /// Fixed mask key of every client frame (any key is valid; a fixed one lets the frame be built once).
 pub const MASK_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -17,22 +19,15 @@ pub fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
+/// Appends one complete client frame (FIN set, masked with [`MASK_KEY`]) to `out`.
+pub fn push_client_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    write_masked_frame(out, true, opcode, MASK_KEY, payload);
+}
+
 /// One complete client frame (FIN set, masked with [`MASK_KEY`]), payload pre-masked.
-pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = Vec::with_capacity(len + 14);
-    out.push(0x80 | (opcode & 0x0f));
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(len16) = u16::try_from(len) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&len16.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&MASK_KEY);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK_KEY[i % 4]));
+pub fn client_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
+    push_client_frame(&mut out, opcode, payload);
     out
 }
 
@@ -53,6 +48,8 @@ pub enum FrameError {
     WrongType(u8),
     /// A data message whose total length differs from the one sent.
     WrongLength(u64),
+    /// A 64-bit payload length with its top bit set.
+    LengthOverflow,
 }
 
 impl std::fmt::Display for FrameError {
@@ -65,6 +62,7 @@ impl std::fmt::Display for FrameError {
             Self::Fragmentation => write!(f, "bad fragmentation sequence"),
             Self::WrongType(op) => write!(f, "echo has opcode {op:#x}, not the one sent"),
             Self::WrongLength(n) => write!(f, "echo has {n} payload bytes, not the number sent"),
+            Self::LengthOverflow => write!(f, "payload length out of range"),
         }
     }
 }
@@ -85,7 +83,8 @@ pub struct Feed {
 pub struct ServerFrameParser {
     expected_opcode: u8,
     expected_len: u64,
-    hdr: [u8; 10],
+    /// A header cut by a read boundary: its bytes so far.
+    hdr: [u8; MAX_HEADER],
     hdr_len: usize,
     /// Payload bytes of the current frame still to skip.
     remaining: u64,
@@ -100,11 +99,11 @@ pub struct ServerFrameParser {
 
 impl ServerFrameParser {
     /// A parser that accepts data messages of `expected_opcode` with exactly `expected_len` payload bytes.
-    pub fn new(expected_opcode: u8, expected_len: u64) -> Self {
+    pub fn new(expected_opcode: Opcode, expected_len: u64) -> Self {
         Self {
-            expected_opcode,
+            expected_opcode: expected_opcode as u8,
             expected_len,
-            hdr: [0; 10],
+            hdr: [0; MAX_HEADER],
             hdr_len: 0,
             remaining: 0,
             in_payload: false,
@@ -132,16 +131,18 @@ impl ServerFrameParser {
                 }
                 continue;
             }
-            // Collect the header: 2 bytes, then the extended length if any.
-            let need = self.header_len();
-            let take = (need - self.hdr_len).min(data.len());
-            self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&data[..take]);
-            self.hdr_len += take;
-            data = &data[take..];
-            if self.hdr_len < self.header_len() {
-                continue;
-            }
-            match self.start_frame() {
+            let header = match self.next_header(data) {
+                Ok(Some((header, used))) => {
+                    data = &data[used..];
+                    header
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    feed.error = Some(e);
+                    return feed;
+                }
+            };
+            match self.start_frame(header) {
                 Ok(true) => {
                     feed.close = true;
                     return feed;
@@ -164,40 +165,46 @@ impl ServerFrameParser {
         feed
     }
 
-    /// Header bytes needed, as far as known from what has been collected.
-    fn header_len(&self) -> usize {
-        if self.hdr_len < 2 {
-            return 2;
-        }
-        match self.hdr[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
+    /// The header at the start of the stream's next bytes `data` (completing one cut by the last
+    /// read) and how many bytes of `data` it took; `None` when `data` ends inside it (then every
+    /// byte of `data` is kept).
+    fn next_header(&mut self, data: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameError> {
+        let had = self.hdr_len;
+        let decoded = if had == 0 {
+            decode_header(data)
+        } else {
+            let take = (MAX_HEADER - had).min(data.len());
+            self.hdr[had..had + take].copy_from_slice(&data[..take]);
+            self.hdr_len += take;
+            decode_header(&self.hdr[..self.hdr_len])
+        };
+        match decoded.map_err(|_| FrameError::LengthOverflow)? {
+            Decoded::Header(header, len) => {
+                self.hdr_len = 0;
+                Ok(Some((header, len - had)))
+            }
+            Decoded::Incomplete => {
+                if had == 0 {
+                    // Shorter than a header, so it fits.
+                    self.hdr[..data.len()].copy_from_slice(data);
+                    self.hdr_len = data.len();
+                }
+                Ok(None)
+            }
         }
     }
 
     /// Validates a complete header; returns `Ok(true)` for a close frame.
-    fn start_frame(&mut self) -> Result<bool, FrameError> {
-        let b0 = self.hdr[0];
-        let b1 = self.hdr[1];
-        self.hdr_len = 0;
-        if b1 & 0x80 != 0 {
+    fn start_frame(&mut self, header: FrameHeader) -> Result<bool, FrameError> {
+        if header.mask.is_some() {
             return Err(FrameError::Masked);
         }
-        if b0 & 0x70 != 0 {
+        if header.rsv != 0 {
             return Err(FrameError::Reserved);
         }
-        let len = match b1 & 0x7f {
-            126 => u64::from(u16::from_be_bytes([self.hdr[2], self.hdr[3]])),
-            127 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&self.hdr[2..10]);
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let fin = b0 & 0x80 != 0;
-        let opcode = b0 & 0x0f;
+        let len = header.payload_len;
+        let fin = header.fin;
+        let opcode = header.opcode;
         self.cur_fin = fin;
         self.remaining = len;
         match opcode {
@@ -251,17 +258,14 @@ impl ServerFrameParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsd_wire::frame::Opcode::{Binary, Close, Continuation, Ping, Pong, Text};
 
     /// An unmasked server frame, as a server would send it.
-    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = client_frame(opcode, payload);
-        if !fin {
-            f[0] &= 0x7f;
-        }
-        f[1] &= 0x7f;
-        let hdr = f.len() - payload.len() - 4;
-        f.drain(hdr..hdr + 4);
-        f[hdr..].copy_from_slice(payload);
+    fn server_frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; MAX_HEADER];
+        let n = wsd_wire::frame::encode_header(&mut h, fin, opcode, None, payload.len() as u64);
+        let mut f = h[..n].to_vec();
+        f.extend_from_slice(payload);
         f
     }
 
@@ -289,7 +293,7 @@ mod tests {
             (70_000, 14),
         ] {
             let p = payload(size);
-            let f = client_frame(OP_BINARY, &p);
+            let f = client_frame(Binary, &p);
             assert_eq!(f.len(), size + hdr, "size {size}");
             assert_eq!(f[0], 0x82);
             assert_eq!(f[1] & 0x80, 0x80);
@@ -303,7 +307,7 @@ mod tests {
             assert_eq!(unmasked, p);
         }
         assert!(std::str::from_utf8(&payload(1000)).is_ok());
-        assert_eq!(client_frame(OP_TEXT, b"x")[0], 0x81);
+        assert_eq!(client_frame(Text, b"x")[0], 0x81);
     }
 
     #[test]
@@ -311,21 +315,21 @@ mod tests {
         for size in [0usize, 20, 125, 126, 300, 65_535, 65_536] {
             let p = payload(size);
             // Ping, two messages, a fragmented message, a pong, one more message.
-            let mut stream = server_frame(true, OP_PING, b"hi");
-            stream.extend(server_frame(true, OP_TEXT, &p));
-            stream.extend(server_frame(true, OP_TEXT, &p));
+            let mut stream = server_frame(true, Ping, b"hi");
+            stream.extend(server_frame(true, Text, &p));
+            stream.extend(server_frame(true, Text, &p));
             let half = size / 2;
-            stream.extend(server_frame(false, OP_TEXT, &p[..half]));
-            stream.extend(server_frame(true, OP_CONTINUATION, &p[half..]));
-            stream.extend(server_frame(true, OP_PONG, b""));
-            stream.extend(server_frame(true, OP_TEXT, &p));
+            stream.extend(server_frame(false, Text, &p[..half]));
+            stream.extend(server_frame(true, Continuation, &p[half..]));
+            stream.extend(server_frame(true, Pong, b""));
+            stream.extend(server_frame(true, Text, &p));
             let step = if stream.len() > 2000 { 97 } else { 1 };
             let mut offsets: Vec<usize> = (0..=stream.len()).step_by(step).collect();
             // Always cover every byte of the headers at both ends.
             offsets.extend(0..20.min(stream.len()));
             offsets.extend(stream.len().saturating_sub(20)..=stream.len());
             for at in offsets {
-                let mut parser = ServerFrameParser::new(OP_TEXT, size as u64);
+                let mut parser = ServerFrameParser::new(Text, size as u64);
                 let (a, b) = stream.split_at(at);
                 let f = feed_all(&mut parser, &[a, b]);
                 assert_eq!(
@@ -339,7 +343,7 @@ mod tests {
                 );
             }
             if size <= 300 {
-                let mut parser = ServerFrameParser::new(OP_TEXT, size as u64);
+                let mut parser = ServerFrameParser::new(Text, size as u64);
                 let bytes: Vec<&[u8]> = stream.chunks(1).collect();
                 assert_eq!(feed_all(&mut parser, &bytes).messages, 4, "byte by byte");
             }
@@ -349,11 +353,11 @@ mod tests {
     #[test]
     fn three_way_splits_of_small_frames() {
         let p = payload(20);
-        let mut stream = server_frame(true, OP_BINARY, &p);
-        stream.extend(server_frame(true, OP_BINARY, &p));
+        let mut stream = server_frame(true, Binary, &p);
+        stream.extend(server_frame(true, Binary, &p));
         for i in 0..=stream.len() {
             for j in i..=stream.len() {
-                let mut parser = ServerFrameParser::new(OP_BINARY, 20);
+                let mut parser = ServerFrameParser::new(Binary, 20);
                 let f = feed_all(&mut parser, &[&stream[..i], &stream[i..j], &stream[j..]]);
                 assert_eq!(f.messages, 2, "splits {i} {j}");
                 assert_eq!(f.error, None);
@@ -364,37 +368,48 @@ mod tests {
     #[test]
     fn rejects_wrong_length_type_mask_and_sees_close() {
         let p = payload(20);
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
+        let mut parser = ServerFrameParser::new(Text, 20);
         assert_eq!(
-            parser.feed(&server_frame(true, OP_TEXT, &p[..19])).error,
+            parser.feed(&server_frame(true, Text, &p[..19])).error,
             Some(FrameError::WrongLength(19))
         );
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
+        let mut parser = ServerFrameParser::new(Text, 20);
         let mut long = payload(21);
         long[0] = b'z';
         assert_eq!(
-            parser.feed(&server_frame(true, OP_TEXT, &long)).error,
+            parser.feed(&server_frame(true, Text, &long)).error,
             Some(FrameError::WrongLength(21))
         );
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
+        let mut parser = ServerFrameParser::new(Text, 20);
         assert_eq!(
-            parser.feed(&server_frame(true, OP_BINARY, &p)).error,
+            parser.feed(&server_frame(true, Binary, &p)).error,
             Some(FrameError::WrongType(OP_BINARY))
         );
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
+        let mut parser = ServerFrameParser::new(Text, 20);
         assert_eq!(
-            parser.feed(&client_frame(OP_TEXT, &p)).error,
+            parser.feed(&client_frame(Text, &p)).error,
             Some(FrameError::Masked)
         );
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
+        let mut parser = ServerFrameParser::new(Text, 20);
         assert_eq!(
-            parser.feed(&server_frame(true, OP_CONTINUATION, &p)).error,
+            parser.feed(&server_frame(true, Continuation, &p)).error,
             Some(FrameError::Fragmentation)
         );
-        let mut parser = ServerFrameParser::new(OP_TEXT, 20);
-        let mut s = server_frame(true, OP_TEXT, &p);
-        s.extend(server_frame(true, OP_CLOSE, &[0x03, 0xe8]));
-        s.extend(server_frame(true, OP_TEXT, &p));
+        let mut parser = ServerFrameParser::new(Text, 20);
+        let mut huge = vec![0x81, 0x7f, 0x80];
+        huge.extend_from_slice(&[0; 7]);
+        for (at, len) in [(0, 10), (1, 9), (2, 8)] {
+            assert_eq!(parser.feed(&huge[..at]).error, None);
+            assert_eq!(
+                parser.feed(&huge[at..at + len]).error,
+                Some(FrameError::LengthOverflow),
+                "split at {at}"
+            );
+            parser = ServerFrameParser::new(Text, 20);
+        }
+        let mut s = server_frame(true, Text, &p);
+        s.extend(server_frame(true, Close, &[0x03, 0xe8]));
+        s.extend(server_frame(true, Text, &p));
         let f = parser.feed(&s);
         assert_eq!((f.messages, f.close, f.error), (1, true, None));
     }

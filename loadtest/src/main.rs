@@ -1,7 +1,5 @@
 //! wsd-loadtest entry point: parses arguments, raises the open-file limit, runs the chosen scenario (echo, connect, fanout) and prints its report.
 
-#[allow(unsafe_code)] // the io_uring provided-buffer ring: every block has its SAFETY line
-mod bufring;
 mod cli;
 mod conn;
 mod connect;

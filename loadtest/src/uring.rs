@@ -4,7 +4,8 @@
 //!
 //! Connections are opened and upgraded by the epoll loop in [`crate::driver`] and handed over
 //! ready. Each connection has one multishot receive armed (into the shared provided-buffer ring,
-//! [`crate::bufring`]; re-armed only when a completion lacks the MORE flag) and at most one send (a
+//! wsd's own [`BufRing`], consumed incrementally where the kernel can; re-armed only when a
+//! completion lacks the MORE flag) and at most one send (a
 //! slice of the prebuilt frame batch). Accounting is [`Conn::on_bytes`] and [`Conn::wrote`], the
 //! same code the epoll loop uses.
 //!
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
+use wsd_wire::bufring::BufRing;
 
-use crate::bufring::BufRing;
 use crate::conn::{Conn, Fail, Shared};
 use crate::driver::{CpuSnapshot, count_fail, cpu_snapshot};
 use crate::stats::Stats;
@@ -81,7 +82,11 @@ pub fn run(
     let buffers = u16::try_from((2 * n).next_power_of_two().clamp(64, 32768)).unwrap_or(32768);
     let buf_size = (sh.frame_len * sh.in_flight.max(1)).clamp(2048, RECV_BUF_MAX);
     let buf_size = u32::try_from(buf_size).unwrap_or(65536);
-    let mut bufring = BufRing::new(&ring.submitter(), BGID, buffers, buf_size)?;
+    let mut bufring = BufRing::new(buffers, buf_size).map_err(|e| format!("buffer ring: {e}"))?;
+    // SAFETY: `bufring` is dropped only after the ring (end of `run`), and leaked instead when a
+    // receive's last completion did not arrive.
+    unsafe { bufring.register(&ring.submitter(), BGID) }
+        .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {e}"))?;
     let mut sides: Vec<Side> = (0..n)
         .map(|_| Side {
             recv_armed: false,
@@ -176,8 +181,19 @@ pub fn run(
                 in_flight = in_flight.saturating_sub(1);
             }
             let bid = cqueue::buffer_select(flags);
+            // In incremental mode the kernel goes on filling this buffer: hand it back only once
+            // a completion says it is finished with it. Every completion that took bytes is
+            // accounted in the ring (`filled`), even one nobody reads, so the next one in the same
+            // buffer starts at the right offset.
+            let buf_more = bufring.is_incremental() && cqueue::buffer_more(flags);
+            let data: &[u8] = match bid {
+                Some(bid) => bufring.filled(bid, res.max(0) as usize, buf_more),
+                None => &[],
+            };
             let (Some(slot), Some(side)) = (conns.get_mut(idx), sides.get_mut(idx)) else {
-                if let Some(bid) = bid {
+                if let Some(bid) = bid
+                    && !buf_more
+                {
                     bufring.recycle(bid);
                 }
                 continue;
@@ -198,14 +214,14 @@ pub fn run(
                         Some(_) if res == 0 => {
                             Err(Fail::Closed("server closed the connection".into()))
                         }
-                        Some(conn) => match bid {
-                            Some(bid) => conn
-                                .on_bytes(bufring.filled(bid, res as usize), stats, now)
-                                .map(|_| ()),
-                            None => Err(Fail::BadFrame("a receive without a buffer".into())),
-                        },
+                        Some(_) if bid.is_none() => {
+                            Err(Fail::BadFrame("a receive without a buffer".into()))
+                        }
+                        Some(conn) => conn.on_bytes(data, stats, now).map(|_| ()),
                     };
-                    if let Some(bid) = bid {
+                    if let Some(bid) = bid
+                        && !buf_more
+                    {
                         bufring.recycle(bid);
                     }
                     outcome

@@ -5,7 +5,6 @@
 //! until its completion arrives. `close` shuts the socket down so in-flight operations finish, and
 //! the slot is released only when none is left; a buffer the kernel may still write is never freed.
 
-mod bufring;
 mod complete;
 mod op;
 mod params;
@@ -20,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
 use crate::table::Chunked;
-use bufring::BufRing;
+use wsd_wire::bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 use params::{BGID, IOV_MAX};
 pub use params::{RelayWake, UringParams};
@@ -101,7 +100,9 @@ pub fn probe() -> io::Result<()> {
 fn probe_here() -> io::Result<()> {
     let ring = build_ring(8, 16)?;
     let mut bufs = BufRing::new(8, 64)?;
-    bufs.register(&ring.submitter(), BGID)?;
+    // SAFETY: no receive is ever submitted on this ring, and the registration ends before `bufs`
+    // is dropped.
+    unsafe { bufs.register(&ring.submitter(), BGID) }?;
     ring.submitter().unregister_buf_ring(BGID)?;
     Ok(())
 }
@@ -121,7 +122,9 @@ impl UringDriver {
     pub fn new(listener: OwnedFd, waker: Waker, params: UringParams) -> io::Result<Self> {
         let ring = build_ring(params.sq_entries, params.cq_entries)?;
         let mut bufs = BufRing::new(params.recv_buffers, params.recv_buf_size)?;
-        bufs.register(&ring.submitter(), BGID)?;
+        // SAFETY: the driver owns `bufs` and leaks it instead of dropping it while any receive is
+        // in flight (`Drop for UringDriver`, `recv_inflight`).
+        unsafe { bufs.register(&ring.submitter(), BGID) }?;
         debug!(
             buffers = params.recv_buffers,
             buffer_bytes = params.recv_buf_size,

@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use wsd_wire::frame::Opcode;
+
 use super::conn::{Conn, Role, State};
 use super::msg::{self, Incoming, Stamp};
 use super::reader::Event;
@@ -42,7 +44,7 @@ impl Run<'_> {
             Event::Binary(_) => return Err("unexpected binary message".into()),
             Event::Ping(p) => {
                 self.counts.pings += 1;
-                msg::push_frame_b0(out, 0x8a, p);
+                crate::frame::push_client_frame(out, Opcode::Pong, p);
                 return Ok(());
             }
             Event::Close => return Err("server sent a close frame".into()),

@@ -8,7 +8,9 @@
 
 use std::io::Write as _;
 
-use crate::frame::MASK_KEY;
+use wsd_wire::frame::Opcode;
+
+use crate::frame::push_client_frame;
 
 /// One publication's identity, as found in a received payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,29 +35,7 @@ pub enum Incoming {
 
 /// Appends one masked text frame carrying `payload` to `out`.
 pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    push_frame_b0(out, 0x81, payload);
-}
-
-/// Appends one masked frame with first byte `b0` (FIN, opcode) carrying `payload` to `out`.
-pub fn push_frame_b0(out: &mut Vec<u8>, b0: u8, payload: &[u8]) {
-    let len = payload.len();
-    out.push(b0);
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(l) = u16::try_from(len) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&l.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&MASK_KEY);
-    out.extend(
-        payload
-            .iter()
-            .zip(MASK_KEY.iter().cycle())
-            .map(|(b, k)| b ^ k),
-    );
+    push_client_frame(out, Opcode::Text, payload);
 }
 
 /// The SUBSCRIBE envelope for topic `t<topic>` with correlation id `s<id>`.
@@ -175,6 +155,7 @@ fn number_value(p: &[u8], key: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsd_wire::frame::{Decoded, decode_header};
 
     const S: Stamp = Stamp {
         publisher: 3,
@@ -258,15 +239,14 @@ mod tests {
             let payload = vec![b'a'; len];
             let mut out = Vec::new();
             push_frame(&mut out, &payload);
-            let hdr = out.len() - len;
-            assert_eq!(
-                out[..hdr],
-                crate::frame::client_frame(crate::frame::OP_TEXT, &payload)[..hdr]
-            );
-            assert_eq!(
-                out,
-                crate::frame::client_frame(crate::frame::OP_TEXT, &payload)
-            );
+            let Ok(Decoded::Header(h, hdr)) = decode_header(&out) else {
+                panic!("no header for {len} bytes");
+            };
+            assert_eq!((h.fin, h.opcode, h.payload_len), (true, 1, len as u64));
+            let key = h.mask.expect("client frames are masked");
+            let mut unmasked = out[hdr..].to_vec();
+            wsd_wire::mask::apply_mask(&mut unmasked, key, 0);
+            assert_eq!(unmasked, payload);
         }
     }
 }

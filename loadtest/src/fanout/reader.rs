@@ -1,5 +1,7 @@
 //! Incremental reader of server frames that hands out whole message payloads: frames complete in a read are handed out in place, a frame cut by a read boundary is collected in a per-connection buffer, fragments are joined.
 
+use wsd_wire::frame::{Decoded, decode_header};
+
 /// Largest frame or message accepted from a server.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
@@ -24,25 +26,19 @@ pub struct Reader {
 
 /// Header length and total frame length of the frame at the start of `b`, once its header is complete.
 fn frame_len(b: &[u8]) -> Result<Option<(usize, usize)>, String> {
-    let Some(&b1) = b.get(1) else { return Ok(None) };
-    if b1 & 0x80 != 0 {
+    let (header, hdr) = match decode_header(b) {
+        Ok(Decoded::Incomplete) => return Ok(None),
+        Ok(Decoded::Header(header, hdr)) => (header, hdr),
+        Err(e) => return Err(format!("server frame: {e}")),
+    };
+    if header.mask.is_some() {
         return Err("server frame is masked".into());
     }
-    let (hdr, len) = match b1 & 0x7f {
-        126 => match b.get(2..4) {
-            Some(l) => (4, u64::from(u16::from_be_bytes([l[0], l[1]]))),
-            None => return Ok(None),
-        },
-        127 => match b.get(2..10).and_then(|l| <[u8; 8]>::try_from(l).ok()) {
-            Some(l) => (10, u64::from_be_bytes(l)),
-            None => return Ok(None),
-        },
-        n => (2, u64::from(n)),
-    };
-    match usize::try_from(len) {
+    match usize::try_from(header.payload_len) {
         Ok(len) if len <= MAX_MESSAGE => Ok(Some((hdr, hdr + len))),
         _ => Err(format!(
-            "server frame of {len} bytes is over the {MAX_MESSAGE}-byte limit"
+            "server frame of {} bytes is over the {MAX_MESSAGE}-byte limit",
+            header.payload_len
         )),
     }
 }
@@ -58,9 +54,9 @@ impl Reader {
             loop {
                 let need = match frame_len(&self.partial)? {
                     Some((_, total)) => total,
-                    None if self.partial.len() < 2 => 2,
-                    None if self.partial[1] & 0x7f == 126 => 4,
-                    None => 10,
+                    // The header is still incomplete: one byte at a time, so that no byte past
+                    // a short frame's end is taken.
+                    None => self.partial.len() + 1,
                 };
                 let take = (need - self.partial.len()).min(data.len());
                 self.partial.extend_from_slice(&data[..take]);

@@ -1,7 +1,9 @@
-//! The per-worker provided-buffer ring that multishot receives fill.
+//! The provided-buffer ring that multishot receives fill: wsd's per-worker receive pool and the
+//! one `wsd-loadtest echo --io uring` uses.
 //!
 //! Every connection's receive draws from this one pool, so an idle connection owns no read buffer
-//! (docs/DESIGN.md decision 4). A buffer is handed back to the kernel as soon as the worker has parsed it.
+//! (docs/DESIGN.md decision 4).
+//! A buffer is handed back to the kernel as soon as its owner has parsed it.
 //!
 //! Where the kernel supports it (6.12+), the ring is registered for incremental consumption
 //! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the buffer at the ring's
@@ -84,14 +86,20 @@ impl BufRing {
 
     /// Registers the ring with the kernel as buffer group `bgid` (incrementally consumed where
     /// the kernel supports it) and publishes every buffer.
-    pub fn register(&mut self, submitter: &Submitter<'_>, bgid: u16) -> io::Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// From now on the kernel may read the ring and write the buffers during any receive that
+    /// selects from group `bgid`. The caller must not drop this `BufRing` while such a receive can
+    /// still be in flight: it either reaps every receive's last completion first, or leaks the
+    /// `BufRing` (`std::mem::forget`). Without a receive in flight nothing uses the registration,
+    /// even if something (a MSG_RING waker) keeps the io_uring itself open.
+    pub unsafe fn register(&mut self, submitter: &Submitter<'_>, bgid: u16) -> io::Result<()> {
         let mut result = Err(io::Error::from(io::ErrorKind::Unsupported));
         for flags in [IOU_PBUF_RING_INC, 0] {
             // SAFETY: `self.ring` points to `entries` page-aligned `BufRingEntry`s that stay
-            // allocated until `self` is dropped. The kernel reads them only for a receive in
-            // flight: the driver leaks this memory instead of dropping it if any receive is still
-            // in flight when it goes, and without one nothing can use the registration again, even
-            // if a MSG_RING waker keeps the ring itself open (no new receive can be submitted).
+            // allocated until `self` is dropped, and the caller guarantees (this function's
+            // contract) that `self` is not dropped while the kernel can still use them.
             result = unsafe {
                 submitter.register_buf_ring_with_flags(
                     self.ring.as_ptr() as u64,
@@ -111,12 +119,14 @@ impl BufRing {
     }
 
     /// Whether the kernel consumes buffers incrementally.
+    #[inline]
     pub fn is_incremental(&self) -> bool {
         self.incremental
     }
 
     /// The `len` bytes the kernel just received into buffer `bid`. `more` is the completion's
     /// BUF_MORE flag: the kernel keeps filling this buffer after these bytes (incremental mode).
+    #[inline]
     pub fn filled(&mut self, bid: u16, len: usize, more: bool) -> &mut [u8] {
         let bid = bid % self.entries;
         let consumed = &mut self.consumed[usize::from(bid)];
@@ -142,6 +152,7 @@ impl BufRing {
     }
 
     /// Queues buffer `bid` for the kernel again (visible after [`BufRing::publish`]).
+    #[inline]
     pub fn recycle(&mut self, bid: u16) {
         let bid = bid % self.entries;
         self.consumed[usize::from(bid)] = 0;
@@ -162,6 +173,7 @@ impl BufRing {
     }
 
     /// Makes every recycled buffer visible to the kernel.
+    #[inline]
     pub fn publish(&mut self) {
         if self.published == self.tail {
             return;
@@ -178,10 +190,89 @@ impl BufRing {
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: both pointers came from `alloc`/`alloc_zeroed` with exactly these layouts, and the
-        // driver guarantees the kernel no longer uses them (or leaks the ring instead of dropping).
+        // owner guarantees the kernel no longer uses them (`register`'s contract: it leaks the ring
+        // instead of dropping it while a receive may be in flight).
         unsafe {
             dealloc(self.ring.as_ptr().cast(), self.ring_layout);
             dealloc(self.bufs.as_ptr(), self.bufs_layout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use io_uring::{IoUring, cqueue, opcode, types};
+
+    use super::BufRing;
+
+    #[test]
+    fn rejects_bad_sizes() {
+        for (entries, size) in [(0, 64), (3, 64), (8, 0)] {
+            assert!(BufRing::new(entries, size).is_err(), "{entries} x {size}");
+        }
+    }
+
+    /// A real multishot receive through the ring: bytes split over small buffers come out whole
+    /// and in order, buffers are recycled, and the stream's end ends the receive.
+    #[test]
+    fn a_multishot_receive_fills_and_recycles_buffers() {
+        let mut ring = match IoUring::new(8) {
+            Ok(ring) => ring,
+            Err(e) => {
+                eprintln!("note: io_uring unavailable ({e}); skipping");
+                return;
+            }
+        };
+        let mut bufs = BufRing::new(4, 16).expect("ring");
+        // SAFETY: the receive below runs until end of stream (its last completion is reaped
+        // before the loop ends), and `ring` is dropped before `bufs`.
+        if let Err(e) = unsafe { bufs.register(&ring.submitter(), 7) } {
+            eprintln!("note: provided-buffer rings unavailable ({e}); skipping");
+            return;
+        }
+        let (mut peer, local) = UnixStream::pair().expect("socketpair");
+        let sqe = opcode::RecvMulti::new(types::Fd(local.as_raw_fd()), 7)
+            .build()
+            .user_data(1);
+        // SAFETY: the receive writes only into the registered ring, which outlives it (above).
+        unsafe { ring.submission().push(&sqe) }.expect("submission queue has room");
+        let sent: Vec<u8> = (0..200u8).collect();
+        let mut got = Vec::new();
+        let mut ended = false;
+        for chunk in sent.chunks(37) {
+            peer.write_all(chunk).expect("write");
+            let want = got.len() + chunk.len();
+            while got.len() < want {
+                ring.submit_and_wait(1).expect("io_uring_enter");
+                let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
+                for (res, flags) in cqes {
+                    assert!(res > 0, "receive failed: {res}");
+                    assert!(cqueue::more(flags), "the multishot receive ended early");
+                    let bid = cqueue::buffer_select(flags).expect("a buffer");
+                    let more = bufs.is_incremental() && cqueue::buffer_more(flags);
+                    let data = bufs.filled(bid, res as usize, more);
+                    assert!(data.len() <= 16);
+                    got.extend_from_slice(data);
+                    if !more {
+                        bufs.recycle(bid);
+                    }
+                }
+                bufs.publish();
+            }
+        }
+        assert_eq!(got, sent);
+        drop(peer);
+        while !ended {
+            ring.submit_and_wait(1).expect("io_uring_enter");
+            for c in ring.completion() {
+                assert_eq!(c.result(), 0, "end of stream expected");
+                ended = !cqueue::more(c.flags());
+            }
+        }
+        drop(ring);
     }
 }
