@@ -44,8 +44,8 @@ fn line_with(
 /// A field of a JSON object, as a string (numbers as written).
 fn field(obj: &Json, key: &str) -> Option<String> {
     match obj.get(key)? {
-        Json::Str(s) => Some(s.clone()),
-        Json::Num(n) => Some(n.to_string()),
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
         Json::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -90,7 +90,7 @@ fn json_run(backend: Backend) {
     });
     let mut seen = Vec::new();
     let start = line_with(&rx, &mut seen, "wsd listening", Duration::from_secs(20));
-    let start = Json::parse(&start).unwrap_or_else(|e| panic!("{ctx}: {e}: {start}"));
+    let start = parse_json(&start).unwrap_or_else(|e| panic!("{ctx}: {e}: {start}"));
     let addr: SocketAddr = field(&start, "addr")
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{ctx}: no addr in {start:?}"));
@@ -152,7 +152,7 @@ fn json_run(backend: Backend) {
     let objects: Vec<Json> = seen
         .iter()
         .map(|line| {
-            let obj = Json::parse(line)
+            let obj = parse_json(line)
                 .unwrap_or_else(|e| panic!("{ctx}: stderr line is not JSON ({e}): {line}"));
             for key in ["timestamp", "level", "message", "target"] {
                 assert!(

@@ -59,8 +59,8 @@ fn subscribers(addr: SocketAddr, n: usize, topics: &[&str], ctx: &str) -> Vec<Ps
 
 /// The `seq` field of a JSON object (raw text).
 fn seq_of(data: &str) -> u64 {
-    match Json::parse(data).map(|d| d.get("seq").cloned()) {
-        Ok(Some(Json::Num(n))) => n as u64,
+    match parse_json(data).map(|d| d.get("seq").and_then(Json::as_u64)) {
+        Ok(Some(n)) => n,
         other => panic!("data without a numeric seq ({other:?}): {}", preview(data)),
     }
 }
@@ -357,8 +357,8 @@ fn two_publishers_on_different_workers_each_keep_their_order() {
             let got = s.messages(2 * EACH, Duration::from_secs(10));
             let mut next: HashMap<String, u64> = HashMap::new();
             for r in &got {
-                let data = Json::parse(r.data()).expect("data is JSON");
-                let Some(Json::Str(p)) = data.get("p") else {
+                let data = parse_json(r.data()).expect("data is JSON");
+                let Some(Json::String(p)) = data.get("p") else {
                     panic!("{ctx} {}: bad data {}", s.name, r.text)
                 };
                 let want = next.entry(p.clone()).or_insert(0);
@@ -534,11 +534,11 @@ fn subscribe_and_unsubscribe_mid_stream_cut_the_stream_cleanly() {
                     sub.subscribe("live");
                     let mut seqs: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
                     let take = |r: Reply, seqs: &mut [Vec<u64>; 2]| {
-                        let d = Json::parse(r.data()).expect("data");
-                        let Some(Json::Num(p)) = d.get("p") else {
+                        let d = parse_json(r.data()).expect("data");
+                        let Some(p) = d.get("p").and_then(Json::as_u64) else {
                             panic!("{ctx}: data without p: {}", r.text)
                         };
-                        seqs[*p as usize].push(seq_of(r.data()));
+                        seqs[p as usize].push(seq_of(r.data()));
                     };
                     // Read 150 messages (or whatever comes before the publishers finish).
                     let mut n = 0;
@@ -1435,9 +1435,9 @@ fn post_publish(addr: SocketAddr, auth: Option<&str>, body: &[u8]) -> HttpRespon
 
 fn accepted(resp: &HttpResponse, ctx: &str) -> u64 {
     assert_eq!(resp.status, 200, "{ctx}: {resp:?} {}", resp.text());
-    let body = Json::parse(&resp.text()).unwrap_or_else(|e| panic!("{ctx}: body not JSON ({e})"));
-    match body.get("accepted") {
-        Some(Json::Num(n)) => *n as u64,
+    let body = parse_json(&resp.text()).unwrap_or_else(|e| panic!("{ctx}: body not JSON ({e})"));
+    match body.get("accepted").and_then(Json::as_u64) {
+        Some(n) => n,
         other => panic!("{ctx}: accepted is {other:?}: {}", resp.text()),
     }
 }

@@ -19,14 +19,14 @@ const MESSAGES: usize = 20;
 /// Sends made by the server so far, over all workers (`/health`).
 fn sends(addr: SocketAddr) -> u64 {
     let body = health(addr);
-    let v = Json::parse(&body).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"));
-    let Some(Json::Arr(workers)) = v.get("workers") else {
+    let v = parse_json(&body).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"));
+    let Some(Json::Array(workers)) = v.get("workers") else {
         panic!("/health has no workers: {body}");
     };
     workers
         .iter()
-        .map(|w| match w.get("sends") {
-            Some(Json::Num(n)) => *n as u64,
+        .map(|w| match w.get("sends").and_then(Json::as_u64) {
+            Some(n) => n,
             other => panic!("/health worker sends is {other:?}: {body}"),
         })
         .sum()

@@ -12,8 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tungstenite::WebSocket;
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::coding::OpCode;
+use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
+use tungstenite::{Bytes, WebSocket};
 use wsd::app::AppKind;
 use wsd::config::{Config, Workers};
 use wsd::io::{Backend, IoMode};
@@ -334,28 +338,27 @@ fn next_mask() -> [u8; 4] {
     if key == [0; 4] { [1, 2, 3, 4] } else { key }
 }
 
-/// Builds one frame by hand: any opcode (low 4 bits), fin, rsv bits (low 3 bits), mask on or off.
+/// The tungstenite header of a frame: any opcode (low 4 bits), fin, rsv bits (low 3 bits), mask.
+fn ws_header(opcode: u8, fin: bool, rsv: u8, mask: Option<[u8; 4]>) -> FrameHeader {
+    FrameHeader {
+        is_final: fin,
+        rsv1: rsv & 4 != 0,
+        rsv2: rsv & 2 != 0,
+        rsv3: rsv & 1 != 0,
+        opcode: OpCode::from(opcode & 0xF),
+        mask,
+    }
+}
+
+/// Builds one frame, well-formed or not, with tungstenite's encoder (an implementation
+/// independent of wsd's): any opcode (low 4 bits), fin, rsv bits (low 3 bits), mask on or off
+/// (a fresh key per frame).
 pub fn frame(opcode: u8, fin: bool, rsv: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let header = ws_header(opcode, fin, rsv, masked.then(next_mask));
     let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(((fin as u8) << 7) | ((rsv & 0x7) << 4) | (opcode & 0xF));
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let len = payload.len();
-    if len < 126 {
-        out.push(mask_bit | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    if masked {
-        let key = next_mask();
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
+    WsFrame::from_payload(header, Bytes::copy_from_slice(payload))
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -366,17 +369,10 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A masked frame header only, announcing `len` payload bytes (followed by the 4-byte mask key).
 pub fn client_header(opcode: u8, fin: bool, len: u64) -> Vec<u8> {
-    let mut out = vec![((fin as u8) << 7) | (opcode & 0xF)];
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    out.extend_from_slice(&[0x11, 0x22, 0x33, 0x44]);
+    let mut out = Vec::with_capacity(14);
+    ws_header(opcode, fin, 0, Some([0x11, 0x22, 0x33, 0x44]))
+        .format(len, &mut out)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -402,49 +398,40 @@ pub fn close_code(payload: &[u8], ctx: &str) -> Option<u16> {
     }
 }
 
-/// Reads one frame from `r` (unmasking it if it is masked).
+/// Reads one frame from `r` (unmasking it if it is masked), its header decoded by tungstenite.
 pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Frame> {
-    let mut head = [0u8; 2];
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    // Two bytes, then one at a time until the header is complete: nothing past it is consumed.
+    let mut head = vec![0u8; 2];
     r.read_exact(&mut head)?;
-    let fin = head[0] & 0x80 != 0;
-    let rsv = (head[0] >> 4) & 0x7;
-    let opcode = head[0] & 0xF;
-    let masked = head[1] & 0x80 != 0;
-    let len = match head[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            r.read_exact(&mut b)?;
-            u16::from_be_bytes(b) as u64
+    let (header, len) = loop {
+        match FrameHeader::parse(&mut io::Cursor::new(&head)) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) if head.len() < 14 => {
+                let mut byte = [0u8];
+                r.read_exact(&mut byte)?;
+                head.push(byte[0]);
+            }
+            Ok(None) => return Err(invalid(format!("no header in {head:?}"))),
+            Err(e) => return Err(invalid(format!("bad frame header {head:?}: {e}"))),
         }
-        127 => {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b)?;
-            u64::from_be_bytes(b)
-        }
-        n => n as u64,
     };
     if len > 1 << 30 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes"),
-        ));
-    }
-    let mut key = [0u8; 4];
-    if masked {
-        r.read_exact(&mut key)?;
+        return Err(invalid(format!("frame of {len} bytes")));
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload)?;
-    if masked {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
+    if let Some(key) = header.mask {
+        payload
+            .iter_mut()
+            .zip(key.iter().cycle())
+            .for_each(|(b, k)| *b ^= k);
     }
     Ok(Frame {
-        fin,
-        rsv,
-        opcode,
-        masked,
+        fin: header.is_final,
+        rsv: (u8::from(header.rsv1) << 2) | (u8::from(header.rsv2) << 1) | u8::from(header.rsv3),
+        opcode: u8::from(header.opcode),
+        masked: header.mask.is_some(),
         payload,
     })
 }
@@ -662,17 +649,17 @@ pub fn health_info(addr: SocketAddr) -> Health {
 
 /// Parses a `/health` body.
 pub fn parse_health(body: &str) -> Health {
-    let v = Json::parse(body).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"));
+    let v = parse_json(body).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"));
     let s = |k: &str| match v.get(k) {
-        Some(Json::Str(s)) => s.clone(),
+        Some(Json::String(s)) => s.clone(),
         other => panic!("/health field {k} is {other:?}: {body}"),
     };
-    let n = |j: Option<&Json>, k: &str| match j {
-        Some(Json::Num(n)) if *n >= 0.0 && n.fract() == 0.0 => *n as u64,
-        other => panic!("/health field {k} is {other:?}: {body}"),
+    let n = |j: Option<&Json>, k: &str| match j.and_then(Json::as_u64) {
+        Some(n) => n,
+        None => panic!("/health field {k} is {j:?}: {body}"),
     };
     let workers = match v.get("workers") {
-        Some(Json::Arr(items)) => items
+        Some(Json::Array(items)) => items
             .iter()
             .map(|w| {
                 (
@@ -684,7 +671,7 @@ pub fn parse_health(body: &str) -> Health {
         other => panic!("/health field workers is {other:?}: {body}"),
     };
     let stats = match v.get("workers") {
-        Some(Json::Arr(items)) if items.iter().any(|w| w.get("topics").is_some()) => Some(
+        Some(Json::Array(items)) if items.iter().any(|w| w.get("topics").is_some()) => Some(
             items
                 .iter()
                 .map(|w| {
@@ -729,324 +716,61 @@ pub fn wait_connections(addr: SocketAddr, expected: u64, within: Duration) -> He
     hit.unwrap_or_else(|| last.expect("at least one /health reading"))
 }
 
-/// A minimal JSON value, enough to check `/health`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// Parses a whole document.
-    pub fn parse(s: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            b: s.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.b.len() {
-            return Err(format!("trailing bytes at {}", p.i));
-        }
-        Ok(v)
-    }
-
-    /// A field of an object.
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> Result<(), String> {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at {}", c as char, self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.b.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.b.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.eat(b':')?;
-                    fields.push((k, self.value()?));
-                    self.ws();
-                    match self.b.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(fields));
-                        }
-                        _ => return Err(format!("expected , or }} at {}", self.i)),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.b.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.b.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("expected , or ] at {}", self.i)),
-                    }
-                }
-            }
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(b't') if self.b[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Ok(Json::Bool(true))
-            }
-            Some(b'f') if self.b[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Ok(Json::Bool(false))
-            }
-            Some(b'n') if self.b[self.i..].starts_with(b"null") => {
-                self.i += 4;
-                Ok(Json::Null)
-            }
-            Some(c) if c.is_ascii_digit() || *c == b'-' => {
-                let start = self.i;
-                while self.i < self.b.len()
-                    && matches!(
-                        self.b[self.i],
-                        b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
-                    )
-                {
-                    self.i += 1;
-                }
-                let s = std::str::from_utf8(&self.b[start..self.i]).unwrap();
-                s.parse()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number {s:?}"))
-            }
-            _ => Err(format!("unexpected input at {}", self.i)),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        if self.b.get(self.i) != Some(&b'"') {
-            return Err(format!("expected a string at {}", self.i));
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        loop {
-            match self.b.get(self.i) {
-                None => return Err("unterminated string".into()),
-                Some(b'"') => {
-                    self.i += 1;
-                    return String::from_utf8(out).map_err(|_| "string not UTF-8".into());
-                }
-                Some(b'\\') if self.b.get(self.i + 1) == Some(&b'u') => {
-                    self.i += 2;
-                    let c = self.unicode_escape()?;
-                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                }
-                Some(b'\\') => {
-                    let esc = *self.b.get(self.i + 1).ok_or("bad escape")?;
-                    let c = match esc {
-                        b'b' => 0x08,
-                        b'f' => 0x0C,
-                        b'"' => b'"',
-                        b'\\' => b'\\',
-                        b'/' => b'/',
-                        b'n' => b'\n',
-                        b't' => b'\t',
-                        b'r' => b'\r',
-                        _ => return Err(format!("unsupported escape \\{}", esc as char)),
-                    };
-                    out.push(c);
-                    self.i += 2;
-                }
-                Some(&c) => {
-                    out.push(c);
-                    self.i += 1;
-                }
-            }
-        }
-    }
-
-    /// The character of a `\uXXXX` escape (the `\u` already consumed), joining a surrogate pair.
-    fn unicode_escape(&mut self) -> Result<char, String> {
-        let hi = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&hi) {
-            if !self.b[self.i..].starts_with(b"\\u") {
-                return Err(format!("lone high surrogate at {}", self.i));
-            }
-            self.i += 2;
-            let lo = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&lo) {
-                return Err(format!("bad low surrogate at {}", self.i));
-            }
-            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-        } else {
-            hi
-        };
-        char::from_u32(code).ok_or_else(|| format!("bad \\u escape before {}", self.i))
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self
-            .b
-            .get(self.i..self.i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .ok_or_else(|| format!("short \\u escape at {}", self.i))?;
-        let v = u32::from_str_radix(digits, 16)
-            .map_err(|_| format!("bad \\u escape {digits:?} at {}", self.i))?;
-        self.i += 4;
-        Ok(v)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Raw JSON spans (no recursion, so hostile nesting cannot overflow the test's stack)
+// JSON (serde_json; values kept as their exact text where the server must forward bytes)
 // ---------------------------------------------------------------------------------------------
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
+/// A parsed JSON value.
+pub type Json = serde_json::Value;
+
+/// Parses a whole JSON document.
+pub fn parse_json(s: &str) -> Result<Json, String> {
+    serde_json::from_str(s).map_err(|e| e.to_string())
 }
 
-/// The end of the string starting at `b[i] == '"'`; raw control bytes inside it are an error.
-fn skip_string(b: &[u8], mut i: usize) -> Result<usize, String> {
-    i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'"' => return Ok(i + 1),
-            b'\\' => i += 2,
-            c if c < 0x20 => return Err(format!("raw control byte {c:#04x} in a string at {i}")),
-            _ => i += 1,
+/// The members of a JSON object in order, each value as its exact text. Duplicate keys are an
+/// error (a server must not send them). Values are checked but not built, so any nesting depth
+/// is fine and numbers out of `f64` range are kept as written.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members: Vec<(String, &'de RawValue)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    if members.iter().any(|(seen, _)| *seen == key) {
+                        return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
         }
+        d.deserialize_map(ObjectVisitor)
     }
-    Err("unterminated string".into())
 }
 
-/// The end of the JSON value starting at `b[i]` (after whitespace). Checks the bracket structure
-/// and the strings, not the scalars; iterative, so any depth is fine.
-pub fn json_value_end(b: &[u8], i: usize) -> Result<usize, String> {
-    let mut i = skip_ws(b, i);
-    let mut stack: Vec<u8> = Vec::new();
-    loop {
-        match b.get(i) {
-            None => return Err(format!("value ends early at {i}")),
-            Some(b'"') => i = skip_string(b, i)?,
-            Some(&c @ (b'{' | b'[')) => {
-                stack.push(if c == b'{' { b'}' } else { b']' });
-                i += 1;
-            }
-            Some(&c @ (b'}' | b']')) => {
-                if stack.pop() != Some(c) {
-                    return Err(format!("unbalanced {:?} at {i}", c as char));
-                }
-                i += 1;
-            }
-            Some(b',' | b':' | b' ' | b'\t' | b'\n' | b'\r') if !stack.is_empty() => i += 1,
-            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.') => {
-                while i < b.len()
-                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b'+' | b'.'))
-                {
-                    i += 1;
-                }
-            }
-            Some(c) => return Err(format!("unexpected byte {:?} at {i}", *c as char)),
-        }
-        if stack.is_empty() {
-            return Ok(i);
-        }
-    }
+/// The members of the JSON object `doc` (top level only), each value's text exactly as it
+/// appears in `doc`. `Err` when `doc` is not one valid JSON object or repeats a key.
+pub fn json_members(doc: &str) -> Result<Vec<(String, &str)>, String> {
+    let members: Members<'_> =
+        serde_json::from_str(doc).map_err(|e| format!("{e}: {}", preview(doc)))?;
+    Ok(members.0.into_iter().map(|(k, v)| (k, v.get())).collect())
 }
 
 /// The raw text of the value of `key` in the JSON object `doc` (top level only), exactly as it
-/// appears in `doc`. `Ok(None)` when the key is absent; `Err` when `doc` is not an object.
-/// Duplicate keys are an error (a server must not send them).
+/// appears in `doc`. `Ok(None)` when the key is absent; `Err` as for [`json_members`].
 pub fn json_member<'a>(doc: &'a str, key: &str) -> Result<Option<&'a str>, String> {
-    let b = doc.as_bytes();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return Err(format!("not an object: {}", preview(doc)));
-    }
-    i = skip_ws(b, i + 1);
-    let mut found = None;
-    if b.get(i) == Some(&b'}') {
-        i += 1;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return Err(format!("expected a key at {i}: {}", preview(doc)));
-            }
-            let key_end = skip_string(b, i)?;
-            let name = Json::parse(&doc[i..key_end])?;
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return Err(format!("expected ':' at {i}: {}", preview(doc)));
-            }
-            let start = skip_ws(b, i + 1);
-            let end = json_value_end(b, start)?;
-            if name == Json::Str(key.to_owned()) {
-                if found.is_some() {
-                    return Err(format!("duplicate key {key:?}: {}", preview(doc)));
-                }
-                found = Some(&doc[start..end]);
-            }
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return Err(format!("expected ',' or '}}' at {i}: {}", preview(doc))),
-            }
-        }
-    }
-    if skip_ws(b, i) != b.len() {
-        return Err(format!("trailing bytes at {i}: {}", preview(doc)));
-    }
-    Ok(found)
+    Ok(json_members(doc)?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v))
 }
 
 /// The first 200 bytes of `s` (on a char boundary), for messages.

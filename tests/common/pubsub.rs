@@ -1,6 +1,6 @@
 //! A client of the pub/sub protocol (docs/PROTOCOL.md) for the integration tests: JSON
 //! envelopes over tungstenite, every read bounded by a timeout, replies checked for shape and
-//! parsed by hand (`data` kept as the exact bytes the server sent).
+//! parsed with serde_json (`data` kept as the exact bytes the server sent).
 
 use std::collections::VecDeque;
 use std::io;
@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use super::{IO_TIMEOUT, Json, WorkerStats, health_info, json_member, json_value_end, preview};
+use super::{
+    IO_TIMEOUT, Json, WorkerStats, health_info, json_member, json_members, parse_json, preview,
+};
 
 /// One message from the server, checked to be a JSON envelope.
 #[derive(Debug, Clone)]
@@ -27,38 +29,41 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Checks `text` is an envelope: an object with a string `type`, an object `payload`, and an
-    /// optional `meta` object whose `correlationId` is a string; no duplicate or unknown top-level
-    /// keys; strings without raw control bytes.
+    /// Checks `text` is an envelope: a JSON object with a string `type`, an object `payload`, and
+    /// an optional `meta` object whose `correlationId` is a string; no duplicate or unknown
+    /// top-level keys. The whole text must be valid JSON (serde_json), at any depth.
     pub fn parse(text: String) -> Result<Reply, String> {
         let ctx = || preview(&text);
-        json_value_end(text.as_bytes(), 0).map_err(|e| format!("{e}: {}", ctx()))?;
-        for key in top_level_keys(&text)? {
-            if !matches!(key.as_str(), "type" | "payload" | "meta") {
-                return Err(format!("unknown top-level key {key:?}: {}", ctx()));
+        let mut kind = None;
+        let mut payload = None;
+        let mut correlation_id = None;
+        for (key, raw) in json_members(&text)? {
+            match key.as_str() {
+                "type" => match serde_json::from_str::<String>(raw) {
+                    Ok(s) => kind = Some(s),
+                    Err(_) => return Err(format!("type is {raw}: {}", ctx())),
+                },
+                "payload" => {
+                    json_members(raw).map_err(|e| format!("payload is not an object ({e})"))?;
+                    payload = Some(raw.to_owned());
+                }
+                "meta" => {
+                    let meta = json_members(raw)
+                        .map_err(|e| format!("meta is not an object ({e}): {}", ctx()))?;
+                    if let Some((_, c)) = meta.iter().find(|(k, _)| k == "correlationId") {
+                        match serde_json::from_str::<String>(c) {
+                            Ok(s) => correlation_id = Some(s),
+                            Err(_) => {
+                                return Err(format!("meta.correlationId is {c}: {}", ctx()));
+                            }
+                        }
+                    }
+                }
+                other => return Err(format!("unknown top-level key {other:?}: {}", ctx())),
             }
         }
-        let kind = match json_member(&text, "type")?.map(Json::parse) {
-            Some(Ok(Json::Str(s))) => s,
-            other => return Err(format!("type is {other:?}: {}", ctx())),
-        };
-        let payload = match json_member(&text, "payload")? {
-            Some(p) if p.starts_with('{') => p.to_owned(),
-            other => return Err(format!("payload is {other:?}: {}", ctx())),
-        };
-        let correlation_id = match json_member(&text, "meta")? {
-            None => None,
-            Some(meta) => match json_member(meta, "correlationId")?.map(Json::parse) {
-                None => None,
-                Some(Ok(Json::Str(s))) => Some(s),
-                other => return Err(format!("meta.correlationId is {other:?}: {}", ctx())),
-            },
-        };
-        // Deeply nested `data` is checked by the iterative scan above; anything shallow is parsed
-        // completely, so a reply that is not JSON fails here.
-        if max_depth(text.as_bytes()) < 200 {
-            Json::parse(&text).map_err(|e| format!("not JSON ({e}): {}", ctx()))?;
-        }
+        let kind = kind.ok_or_else(|| format!("no type: {}", ctx()))?;
+        let payload = payload.ok_or_else(|| format!("no payload: {}", ctx()))?;
         Ok(Reply {
             text,
             kind,
@@ -76,7 +81,7 @@ impl Reply {
     /// Payload field `key`, parsed.
     pub fn field(&self, key: &str) -> Option<Json> {
         self.raw(key).map(|raw| {
-            Json::parse(raw).unwrap_or_else(|e| {
+            parse_json(raw).unwrap_or_else(|e| {
                 panic!("payload.{key} is not JSON ({e}): {}", preview(&self.text))
             })
         })
@@ -85,7 +90,7 @@ impl Reply {
     /// Payload field `key`, which must be a string.
     pub fn str_field(&self, key: &str) -> String {
         match self.field(key) {
-            Some(Json::Str(s)) => s,
+            Some(Json::String(s)) => s,
             other => panic!("payload.{key} is {other:?}: {}", preview(&self.text)),
         }
     }
@@ -112,56 +117,6 @@ impl Reply {
     }
 }
 
-fn top_level_keys(doc: &str) -> Result<Vec<String>, String> {
-    let b = doc.as_bytes();
-    let mut keys = Vec::new();
-    let mut i = 1;
-    loop {
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b',') {
-            i += 1;
-        }
-        if b.get(i) != Some(&b'"') {
-            return Ok(keys);
-        }
-        let end = json_value_end(b, i)?;
-        match Json::parse(&doc[i..end])? {
-            Json::Str(k) => keys.push(k),
-            other => return Err(format!("key {other:?}")),
-        }
-        i = end;
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b':') {
-            i += 1;
-        }
-        i = json_value_end(b, i)?;
-    }
-}
-
-/// The deepest bracket nesting of a JSON text (strings skipped).
-fn max_depth(b: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
-    for &c in b {
-        if in_str {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 /// What a read brought.
 #[derive(Debug)]
 pub enum Event {
@@ -184,18 +139,7 @@ pub fn cid(prefix: &str) -> String {
 
 /// `s` as a JSON string literal.
 pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::to_string(s).expect("a string always serializes")
 }
 
 /// A client envelope: `{"type":T,"payload":P[,"meta":{"correlationId":C}]}` (`payload` raw JSON).
