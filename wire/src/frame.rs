@@ -181,8 +181,9 @@ pub fn encode_header(
     n
 }
 
-/// Appends a complete, unfragmented, unmasked (server) frame.
-#[inline]
+/// Appends a complete, unfragmented, unmasked (server) frame. Not `#[inline]`: it stays one
+/// out-of-line function in wsd (as it was before the codec moved here), so its callers' code is
+/// unchanged.
 pub fn write_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
     let mut header = [0u8; MAX_HEADER];
     let n = encode_header(&mut header, true, opcode, None, payload.len() as u64);
