@@ -19,10 +19,10 @@ use tracing::{debug, warn};
 
 use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
 use crate::table::Chunked;
-use wsd_wire::bufring::BufRing;
 use op::{OpKind, generation24, pack, unpack};
 use params::{BGID, IOV_MAX};
 pub use params::{RelayWake, UringParams};
+use wsd_wire::bufring::BufRing;
 
 /// The send in flight on one connection.
 struct SendOp {
