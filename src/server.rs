@@ -233,6 +233,14 @@ impl Server {
             },
             ws_path: config.ws_path.clone(),
             max_header_bytes: MAX_HEADER_BYTES,
+            compression: match config.compression {
+                crate::config::CompressionMode::Off => None,
+                crate::config::CompressionMode::Shared => {
+                    Some(crate::proto::deflate::Compression {
+                        min_size: config.compression_min_size,
+                    })
+                }
+            },
         });
         // `auto` runs one worker per allowed CPU and pins each to its own; an explicit count may
         // share the host with other instances, so it leaves placement to the scheduler.
@@ -246,6 +254,7 @@ impl Server {
             pubsub: Arc::new(PubSubConfig {
                 max_subscriptions: config.max_subscriptions,
                 max_payload: config.max_payload,
+                compression: limits.compression,
             }),
         };
         let mut threads = Vec::with_capacity(workers);

@@ -181,6 +181,8 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("max_connections_per_ip", "-1"),
         ("upgrade_max_concurrent", "0"),
         ("payload_limit_policy", "\"truncate\""),
+        ("compression", "\"gzip\""),
+        ("compression_min_size", "-5"),
         ("metrics_key", "\"\""),
         ("log_format", "\"xml\""),
         ("wsd_relay_wake", "\"signal\""),

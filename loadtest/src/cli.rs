@@ -62,6 +62,10 @@ pub struct EchoArgs {
     /// (`--busy-poll` applies to epoll only).
     #[arg(long, value_enum, default_value = "epoll")]
     pub io: crate::driver::Io,
+    /// Offer permessage-deflate as browsers do (`permessage-deflate; client_max_window_bits`);
+    /// compressed server messages are inflated and checked like plain ones.
+    #[arg(long)]
+    pub compression: bool,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +101,10 @@ pub struct ConnectArgs {
     /// PID of the server (required: its VmRSS is read before and after).
     #[arg(long)]
     pub server_pid: u32,
+    /// Offer permessage-deflate as browsers do (`permessage-deflate; client_max_window_bits`);
+    /// compressed server messages are inflated and checked like plain ones.
+    #[arg(long)]
+    pub compression: bool,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -125,6 +133,10 @@ pub struct FanoutArgs {
     /// Minimum bytes of each publication's data ({"seq","ts","pub"} is padded with "pad" up to it).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=(16 << 20)))]
     pub size: u32,
+    /// Pad with market-feed-like records (`S042 101.37/101.41 x300; `, numbers varying per
+    /// message) instead of `x`s, so the data compresses like a real JSON feed (for --compression).
+    #[arg(long)]
+    pub feed_pad: bool,
     /// Raw mode for servers without the pub/sub protocol: publishers send the data alone, no SUBSCRIBE;
     /// every subscriber must receive every publication (a broadcast server). Needs --topics 1.
     #[arg(long)]
@@ -147,6 +159,10 @@ pub struct FanoutArgs {
     /// PID of the server, to report its CPU time per delivery.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Offer permessage-deflate as browsers do (`permessage-deflate; client_max_window_bits`);
+    /// compressed server messages are inflated and checked like plain ones.
+    #[arg(long)]
+    pub compression: bool,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,

@@ -27,6 +27,8 @@ pub struct Config {
     pub server_pid: u32,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Offer permessage-deflate (the idle memory of compressing connections).
+    pub compression: bool,
 }
 
 /// What a run measured.
@@ -64,7 +66,7 @@ enum Slot {
 /// Runs the scenario described by `cfg`.
 pub fn run(cfg: &Config) -> Result<Outcome, String> {
     let pid = cfg.server_pid;
-    let request = upgrade_request(&cfg.target);
+    let request = upgrade_request(&cfg.target, cfg.compression);
     let ep =
         epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
     let flags = epoll::EventFlags::IN

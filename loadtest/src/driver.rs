@@ -28,6 +28,8 @@ pub struct Config {
     pub busy_poll: bool,
     /// The I/O interface of the warm-up and measured phases.
     pub io: Io,
+    /// Offer permessage-deflate; accept and inflate compressed replies.
+    pub compression: bool,
 }
 
 /// How the load generator drives its sockets once they are upgraded.
@@ -119,7 +121,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     };
     let frame = client_frame(opcode, &payload(cfg.size));
     let batch = frame.repeat(cfg.in_flight);
-    let request = upgrade_request(&cfg.target);
+    let request = upgrade_request(&cfg.target, cfg.compression);
     let mut read_buf = vec![0u8; 256 * 1024];
     let mut sh = Shared {
         request: &request,
@@ -138,7 +140,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         | epoll::EventFlags::OUT
         | epoll::EventFlags::RDHUP
         | epoll::EventFlags::ET;
-    let parser = ServerFrameParser::new(opcode, cfg.size as u64);
+    let parser = ServerFrameParser::new(opcode, cfg.size as u64).with_deflate(cfg.compression);
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(cfg.connections);
     for i in 0..cfg.connections {
         let conn = Conn::open(cfg.target.addr, parser.clone(), cfg.in_flight).and_then(|c| {

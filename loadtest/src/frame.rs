@@ -50,6 +50,8 @@ pub enum FrameError {
     WrongLength(u64),
     /// A 64-bit payload length with its top bit set.
     LengthOverflow,
+    /// A compressed message that does not inflate.
+    Inflate,
 }
 
 impl std::fmt::Display for FrameError {
@@ -57,6 +59,7 @@ impl std::fmt::Display for FrameError {
         match self {
             Self::Masked => write!(f, "server frame is masked"),
             Self::Reserved => write!(f, "RSV bits set"),
+            Self::Inflate => write!(f, "invalid compressed message"),
             Self::Opcode(op) => write!(f, "unknown opcode {op:#x}"),
             Self::BadControl => write!(f, "fragmented or oversized control frame"),
             Self::Fragmentation => write!(f, "bad fragmentation sequence"),
@@ -95,6 +98,11 @@ pub struct ServerFrameParser {
     /// Opcode of the data message in progress (0 = none) and its bytes so far.
     msg_opcode: u8,
     msg_len: u64,
+    /// permessage-deflate offered: RSV1 marks a compressed message, collected and inflated to be
+    /// checked (only compressed messages are kept).
+    deflate: bool,
+    compressed: bool,
+    zbuf: Vec<u8>,
 }
 
 impl ServerFrameParser {
@@ -111,7 +119,16 @@ impl ServerFrameParser {
             cur_control: false,
             msg_opcode: 0,
             msg_len: 0,
+            deflate: false,
+            compressed: false,
+            zbuf: Vec::new(),
         }
+    }
+
+    /// Accepts compressed messages (RSV1) too, checking their inflated length.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// Parses `data`, the next bytes of the stream.
@@ -120,6 +137,9 @@ impl ServerFrameParser {
         while !data.is_empty() {
             if self.in_payload {
                 let take = self.remaining.min(data.len() as u64);
+                if self.compressed && !self.cur_control {
+                    self.zbuf.extend_from_slice(&data[..take as usize]);
+                }
                 self.remaining -= take;
                 data = &data[take as usize..];
                 if self.remaining == 0 {
@@ -199,7 +219,9 @@ impl ServerFrameParser {
         if header.mask.is_some() {
             return Err(FrameError::Masked);
         }
-        if header.rsv != 0 {
+        let rsv1 =
+            self.deflate && header.rsv == 0b100 && matches!(header.opcode, OP_TEXT | OP_BINARY);
+        if header.rsv != 0 && !rsv1 {
             return Err(FrameError::Reserved);
         }
         let len = header.payload_len;
@@ -230,9 +252,10 @@ impl ServerFrameParser {
                     }
                     self.msg_opcode = opcode;
                     self.msg_len = 0;
+                    self.compressed = rsv1;
                 }
                 self.msg_len = self.msg_len.saturating_add(len);
-                if self.msg_len > self.expected_len {
+                if !self.compressed && self.msg_len > self.expected_len {
                     return Err(FrameError::WrongLength(self.msg_len));
                 }
                 Ok(false)
@@ -247,6 +270,12 @@ impl ServerFrameParser {
             return Ok(());
         }
         self.msg_opcode = 0;
+        if std::mem::take(&mut self.compressed) {
+            let inflated = crate::inflate::with_inflated(&self.zbuf, <[u8]>::len)
+                .map_err(|_| FrameError::Inflate)?;
+            self.zbuf.clear();
+            self.msg_len = inflated as u64;
+        }
         if self.msg_len != self.expected_len {
             return Err(FrameError::WrongLength(self.msg_len));
         }

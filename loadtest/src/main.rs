@@ -7,6 +7,7 @@ mod connect_report;
 mod driver;
 mod fanout;
 mod frame;
+mod inflate;
 mod proc;
 mod report;
 mod stats;
@@ -54,6 +55,7 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
         server_pid: args.server_pid,
         busy_poll: args.busy_poll,
         io: args.io,
+        compression: args.compression,
     };
     let outcome = driver::run(&cfg)?;
     let summary = report::Summary::new(&args.url, &cfg, &outcome, proc::clock_ticks_per_second());
@@ -92,6 +94,7 @@ fn connect(args: &ConnectArgs) -> Result<ExitCode, String> {
         settle: args.settle,
         server_pid: args.server_pid,
         progress: !args.json,
+        compression: args.compression,
     };
     let out = connect::run(&cfg)?;
     let summary = connect_report::Summary {
@@ -128,12 +131,14 @@ fn fanout_cmd(args: &FanoutArgs) -> Result<ExitCode, String> {
         window: args.window as usize,
         rate: args.rate,
         size: args.size as usize,
+        feed_pad: args.feed_pad,
         raw: args.raw,
         raw_self: args.raw_self,
         duration: args.duration,
         warmup: args.warmup,
         drain: args.drain,
         connect_timeout: args.connect_timeout,
+        compression: args.compression,
         server_pid: args.server_pid,
         progress: !args.json,
     };

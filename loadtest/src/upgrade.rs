@@ -46,6 +46,8 @@ pub fn connect_result(fd: &OwnedFd) -> Result<(), String> {
 pub struct Upgrade {
     sent: usize,
     response: Vec<u8>,
+    /// The server agreed to `permessage-deflate` (its messages may come compressed).
+    pub deflate: bool,
 }
 
 impl Upgrade {
@@ -78,14 +80,15 @@ impl Upgrade {
             }
             return Ok(None);
         };
-        check_response(&self.response[..end])?;
+        self.deflate = check_response(&self.response[..end])?;
         self.response = Vec::new();
         Ok(Some(end - old))
     }
 }
 
-/// Validates a complete upgrade response header.
-fn check_response(head: &[u8]) -> Result<(), String> {
+/// Validates a complete upgrade response header; returns whether `permessage-deflate` was agreed
+/// (then only without server context takeover, which is all the inflaters here can follow).
+fn check_response(head: &[u8]) -> Result<bool, String> {
     let head = String::from_utf8_lossy(head);
     let status = head.lines().next().unwrap_or_default();
     let mut parts = status.split_ascii_whitespace();
@@ -100,7 +103,22 @@ fn check_response(head: &[u8]) -> Result<(), String> {
     if !accepted {
         return Err("missing or wrong Sec-WebSocket-Accept".into());
     }
-    Ok(())
+    let deflate = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    });
+    match deflate {
+        Some(v) if v.contains("permessage-deflate") => {
+            if !v.contains("server_no_context_takeover") {
+                return Err(format!(
+                    "server agreed to permessage-deflate with context takeover ({v}): not supported"
+                ));
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 #[cfg(test)]

@@ -69,11 +69,17 @@ pub fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
-/// The HTTP/1.1 upgrade request for `t`, built once and sent on every connection.
-pub fn upgrade_request(t: &Target) -> Vec<u8> {
+/// The HTTP/1.1 upgrade request for `t`, built once and sent on every connection; with
+/// `compression`, it offers `permessage-deflate` as browsers do.
+pub fn upgrade_request(t: &Target, compression: bool) -> Vec<u8> {
+    let offer = if compression {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         t.path, t.host
     )
     .into_bytes()
@@ -117,7 +123,11 @@ mod tests {
     #[test]
     fn request_is_a_websocket_upgrade() {
         let t = parse("ws://127.0.0.1:9001/ws").expect("url");
-        let r = String::from_utf8(upgrade_request(&t)).expect("ascii");
+        let r = String::from_utf8(upgrade_request(&t, false)).expect("ascii");
+        let d = String::from_utf8(upgrade_request(&t, true)).expect("ascii");
+        assert!(d.ends_with(
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ));
         assert!(r.starts_with("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n"));
         assert!(r.ends_with("Sec-WebSocket-Version: 13\r\n\r\n"));
     }

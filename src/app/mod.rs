@@ -5,6 +5,9 @@
 //! with the worker's corked sends at the end of the loop turn.
 
 pub mod echo;
+pub mod shared;
+
+pub use shared::SharedFrame;
 
 use bytes::Bytes;
 
@@ -74,13 +77,20 @@ pub trait Deliver {
     /// Queues a shared frame (a complete WebSocket frame, built once) on `conn`, without copying it.
     fn send_shared(&mut self, conn: ConnId, frame: &Bytes) -> SendStatus;
 
-    /// Queues `frame` on every connection of `conns` but `exclude`, in order; returns how many
-    /// queued it. One call per message rather than per subscriber, so the sink can decide once how
-    /// to queue the frame and loop without a dynamic call per delivery.
-    fn send_to_all(&mut self, conns: &[ConnId], exclude: Option<ConnId>, frame: &Bytes) -> u64 {
+    /// Queues `frame` on every connection of `conns` but `exclude`, in order, each getting the
+    /// form it negotiated (compressed or plain); returns how many queued it. One call per message
+    /// rather than per subscriber, so the sink can decide once how to queue the frame and loop
+    /// without a dynamic call per delivery. The default sends the plain form.
+    fn send_to_all(
+        &mut self,
+        conns: &[ConnId],
+        exclude: Option<ConnId>,
+        frame: &SharedFrame,
+    ) -> u64 {
+        let plain = frame.plain_frame();
         let mut queued = 0;
         for &conn in conns {
-            if Some(conn) != exclude && self.send_shared(conn, frame) == SendStatus::Queued {
+            if Some(conn) != exclude && self.send_shared(conn, plain) == SendStatus::Queued {
                 queued += 1;
             }
         }

@@ -14,9 +14,10 @@ mod parse;
 pub mod print;
 
 use parse::{
-    parse_bool, parse_host, parse_idle_timeout, parse_max_backpressure, parse_max_connections,
-    parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port, parse_shutdown_timeout,
-    parse_upgrade_max_concurrent, parse_workers, parse_write_delay_ms, parse_ws_path,
+    parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
+    parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port,
+    parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_workers, parse_write_delay_ms,
+    parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -128,6 +129,19 @@ pub enum PayloadLimitPolicy {
     /// keep the connection open.
     Send,
 }
+
+/// `permessage-deflate` (`COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionMode {
+    /// Never negotiated: offers are ignored and every frame goes out plain.
+    Off,
+    /// Negotiated with every client that offers it, without context takeover; a published
+    /// message is compressed once and that frame shared by all subscribers that negotiated it.
+    Shared,
+}
+
+/// Default `COMPRESSION_MIN_SIZE`: messages shorter than this go out uncompressed.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: usize = 128;
 
 /// How log lines are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -337,6 +351,18 @@ pub struct Config {
     )]
     pub payload_limit_policy: PayloadLimitPolicy,
 
+    /// `permessage-deflate` (RFC 7692): `off` (the default, as in uWebSockets and Bun: it costs
+    /// CPU on every compressed message and most feeds are small) or `shared`: negotiated
+    /// without context takeover, so no connection keeps compression state, and each published
+    /// message is compressed once for all the subscribers that negotiated it.
+    #[arg(long, env = "COMPRESSION", default_value = "off", value_enum)]
+    pub compression: CompressionMode,
+
+    /// With COMPRESSION=shared, messages shorter than this many bytes go out uncompressed
+    /// (compressing a short message costs more than the bytes it saves).
+    #[arg(long, env = "COMPRESSION_MIN_SIZE", default_value_t = DEFAULT_COMPRESSION_MIN_SIZE, value_parser = parse_compression_min_size)]
+    pub compression_min_size: usize,
+
     /// When set, `GET /metrics` requires `Authorization: Bearer <METRICS_KEY>`.
     #[arg(long, env = "METRICS_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
     pub metrics_key: Option<Secret>,
@@ -394,6 +420,8 @@ impl Default for Config {
             max_connections_per_ip: 0,
             upgrade_max_concurrent: DEFAULT_UPGRADE_MAX_CONCURRENT,
             payload_limit_policy: PayloadLimitPolicy::Close,
+            compression: CompressionMode::Off,
+            compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
             metrics_key: None,
             log_format: LogFormat::Auto,
             relay_wake: RelayWake::DEFAULT,

@@ -70,6 +70,15 @@ pub(super) fn parse_max_backpressure(s: &str) -> Result<usize, String> {
     }
 }
 
+pub(super) fn parse_compression_min_size(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if n <= MAX_MAX_PAYLOAD => Ok(n),
+        _ => Err(format!(
+            "must be a number of bytes from 0 to {MAX_MAX_PAYLOAD}"
+        )),
+    }
+}
+
 pub(super) fn parse_write_delay_ms(s: &str) -> Result<u32, String> {
     match u32::from_str(s.trim()) {
         Ok(n) if n <= 1_000 => Ok(n),

@@ -65,6 +65,8 @@ impl Config {
             ("max_connections_per_ip", size(self.max_connections_per_ip)),
             ("upgrade_max_concurrent", size(self.upgrade_max_concurrent)),
             ("payload_limit_policy", name(self.payload_limit_policy)),
+            ("compression", name(self.compression)),
+            ("compression_min_size", size(self.compression_min_size)),
             ("metrics_key", secret(&self.metrics_key)),
             ("log_format", name(self.log_format)),
             ("wsd_relay_wake", name(self.relay_wake)),

@@ -103,6 +103,12 @@ fn bad_values_name_the_variable() {
         (&["--send-pings", "maybe"][..], "SEND_PINGS"),
         (&["--shutdown-timeout", "3601"][..], "SHUTDOWN_TIMEOUT"),
         (&["--write-delay-ms", "1001"][..], "WRITE_DELAY_MS"),
+        (&["--compression", "zlib"][..], "COMPRESSION"),
+        (&["--compression-min-size=-1"][..], "COMPRESSION_MIN_SIZE"),
+        (
+            &["--compression-min-size", "big"][..],
+            "COMPRESSION_MIN_SIZE",
+        ),
         (&["--write-delay-ms", "soon"][..], "WRITE_DELAY_MS"),
         (&["--shutdown-timeout", "soon"][..], "SHUTDOWN_TIMEOUT"),
         (&["--max-connections", "0"][..], "MAX_CONNECTIONS"),

@@ -11,8 +11,10 @@ use std::mem;
 
 use super::close::{CloseCode, write_close};
 use super::decoder::{Decoder, Event, Next, Oversized};
-use super::frame::{Message, MessageKind, Opcode, write_frame};
+use super::deflate::{Codec, Compression, InflateError, Window};
+use super::frame::{Message, MessageKind, Opcode, ProtocolError, write_frame};
 use super::handshake::{self, HttpRequest, Outcome};
+use super::utf8;
 
 /// Per-server limits, shared by all connections (passed in on every call, not stored per connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct Limits {
     pub ws_path: String,
     /// The largest request head accepted; larger is answered with 431.
     pub max_header_bytes: usize,
+    /// `permessage-deflate` (`COMPRESSION=shared`); `None`: never negotiated.
+    pub compression: Option<Compression>,
 }
 
 /// Why the application asks to close (returned from [`Handler::message`]).
@@ -142,24 +146,37 @@ impl Connection {
         matches!(&self.state, State::Handshaking(buf, _) if !buf.is_empty())
     }
 
+    /// The `permessage-deflate` window negotiated with this connection, if any: frames sent to it
+    /// may then be compressed ones of that window.
+    pub fn deflate(&self) -> Option<Window> {
+        match &self.state {
+            State::Open(decoder) => decoder.deflate(),
+            _ => None,
+        }
+    }
+
     /// Feed received bytes; bytes owed to the peer are appended to `out`.
     ///
-    /// `input` is unmasked in place.
+    /// `input` is unmasked in place. `codec` is the worker's compression state, used only by
+    /// connections that negotiated `permessage-deflate`: to inflate their messages, and to
+    /// compress the data frames the handler queues for them.
     pub fn handle_bytes<H: Handler>(
         &mut self,
         input: &mut [u8],
         limits: &Limits,
+        codec: &mut Codec,
         out: &mut Vec<u8>,
         handler: &mut H,
     ) -> Status {
+        let mut io = Io { limits, codec, out };
         match &mut self.state {
             State::Closed => Status::Done,
             State::Open(decoder) => {
-                let status = feed(decoder, input, limits, out, handler);
+                let status = feed(decoder, input, &mut io, handler);
                 self.finish(status)
             }
             State::Handshaking(buf, need) if buf.is_empty() => {
-                match handshake::handle(input, limits, out, handler) {
+                match handshake::handle(input, limits, io.out, handler) {
                     Outcome::Partial => {
                         buf.extend_from_slice(input);
                         Status::Open
@@ -173,9 +190,9 @@ impl Connection {
                         handler.responded(code);
                         self.finish(Status::Done)
                     }
-                    Outcome::Upgraded(len) => {
+                    Outcome::Upgraded(len, deflate) => {
                         let rest = input.get_mut(len..).unwrap_or_default();
-                        self.upgraded(rest, limits, out, handler)
+                        self.upgraded(rest, deflate, &mut io, handler)
                     }
                 }
             }
@@ -191,7 +208,7 @@ impl Connection {
                     // that a request trickling in byte by byte is not parsed once per byte.
                     return Status::Open;
                 }
-                match handshake::handle(buf, limits, out, handler) {
+                match handshake::handle(buf, limits, io.out, handler) {
                     Outcome::Partial => Status::Open,
                     Outcome::NeedBytes(total) => {
                         *need = total;
@@ -201,10 +218,10 @@ impl Connection {
                         handler.responded(code);
                         self.finish(Status::Done)
                     }
-                    Outcome::Upgraded(len) => {
+                    Outcome::Upgraded(len, deflate) => {
                         let mut bytes = mem::take(buf);
                         let rest = bytes.get_mut(len..).unwrap_or_default();
-                        self.upgraded(rest, limits, out, handler)
+                        self.upgraded(rest, deflate, &mut io, handler)
                     }
                 }
             }
@@ -230,13 +247,15 @@ impl Connection {
     fn upgraded<H: Handler>(
         &mut self,
         rest: &mut [u8],
-        limits: &Limits,
-        out: &mut Vec<u8>,
+        deflate: Option<Window>,
+        io: &mut Io<'_>,
         handler: &mut H,
     ) -> Status {
-        handler.opened(out);
-        let mut decoder = Decoder::new();
-        let status = feed(&mut decoder, rest, limits, out, handler);
+        let mut decoder = Decoder::with_deflate(deflate);
+        let start = io.out.len();
+        handler.opened(io.out);
+        io.compress_replies(&decoder, start);
+        let status = feed(&mut decoder, rest, io, handler);
         self.state = State::Open(decoder);
         self.finish(status)
     }
@@ -250,12 +269,29 @@ impl Connection {
     }
 }
 
+/// What one call works with besides the connection and the handler.
+struct Io<'a> {
+    limits: &'a Limits,
+    codec: &'a mut Codec,
+    out: &'a mut Vec<u8>,
+}
+
+impl Io<'_> {
+    /// Compresses the data frames the handler appended from `start` on, if the connection
+    /// negotiated `permessage-deflate`.
+    fn compress_replies(&mut self, decoder: &Decoder, start: usize) {
+        if let (Some(window), Some(c)) = (decoder.deflate(), self.limits.compression) {
+            self.codec
+                .compress_frames(self.out, start, c.min_size, window);
+        }
+    }
+}
+
 /// Runs the decoder over `input` and answers its events.
 fn feed<H: Handler>(
     decoder: &mut Decoder,
     input: &mut [u8],
-    limits: &Limits,
-    out: &mut Vec<u8>,
+    io: &mut Io<'_>,
     handler: &mut H,
 ) -> Status {
     let mut status = if decoder.is_closing() {
@@ -263,15 +299,60 @@ fn feed<H: Handler>(
     } else {
         Status::Open
     };
+    let limits = io.limits;
+    let (window, compression) = (decoder.deflate(), limits.compression);
+    let codec = &mut *io.codec;
+    let out = &mut *io.out;
+    // Compresses what the handler appended from `start` on, for a connection that negotiated it.
+    let compress = |codec: &mut Codec, out: &mut Vec<u8>, start: usize| {
+        if let (Some(window), Some(c)) = (window, compression) {
+            codec.compress_frames(out, start, c.min_size, window);
+        }
+    };
     let _ = decoder.feed(input, limits.max_payload, limits.oversized, |event| {
         let closing = status == Status::Closing;
         match event {
             Event::Message(msg) => {
+                let start = out.len();
                 let result = handler.message(msg, out);
+                compress(codec, out, start);
                 answer(handler, result, out, &mut status)
             }
+            Event::Compressed(msg) => {
+                let start = out.len();
+                let verdict = match codec.inflate(msg.data, limits.max_payload) {
+                    Ok(data) if msg.kind == MessageKind::Text && !utf8::is_valid(data) => {
+                        Err(ProtocolError::InvalidUtf8)
+                    }
+                    Ok(data) => Ok(handler.message(
+                        Message {
+                            kind: msg.kind,
+                            data,
+                        },
+                        out,
+                    )),
+                    Err(InflateError::TooBig) if limits.oversized == Oversized::Discard => {
+                        Ok(handler.oversized(msg.kind, out))
+                    }
+                    Err(InflateError::TooBig) => Err(ProtocolError::TooBig),
+                    Err(InflateError::Corrupt) => Err(ProtocolError::BadDeflate),
+                };
+                compress(codec, out, start);
+                codec.release();
+                match verdict {
+                    Ok(result) => answer(handler, result, out, &mut status),
+                    Err(e) => {
+                        handler.close_started(e.close_code());
+                        write_close(out, Some(e.close_code()), e.reason());
+                        status = Status::Closing;
+                        Next::Closing
+                    }
+                }
+            }
             Event::Oversized(kind) => {
+                let start = out.len();
                 let result = handler.oversized(kind, out);
+                compress(codec, out, start);
                 answer(handler, result, out, &mut status)
             }
             Event::Ping(payload) => {

@@ -19,6 +19,12 @@
 //!   the rest of its frames (continuations up to FIN) are neither unmasked, validated nor kept,
 //!   control frames between them are still reported, and the next message is decoded as usual.
 //!
+//! - With `permessage-deflate` negotiated ([`Decoder::with_deflate`]), RSV1 is allowed on the first
+//!   frame of a data message and marks it compressed. A compressed message is assembled whole
+//!   (still compressed, its declared size judged against the limit as above) and reported as
+//!   [`Event::Compressed`] for the caller to inflate with the worker's codec; its text is validated
+//!   only once inflated. RSV1 anywhere else, or without the negotiation, is a protocol error.
+//!
 //! After a protocol error the decoder stays in step with the stream: the rest of the offending frame
 //! is skipped, and parsing goes on in *closing* mode, where data frames are discarded unread but
 //! control frames (above all the peer's close) are still reported.
@@ -26,6 +32,7 @@
 use std::ops::ControlFlow;
 
 use super::close::{PeerClose, parse_close_payload};
+use super::deflate::Window;
 use super::frame::{
     Decoded, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER, Message, MessageKind, Opcode,
     ProtocolError, decode_header,
@@ -54,6 +61,9 @@ pub enum Oversized {
 pub enum Event<'a> {
     /// A complete data message (not reported in closing mode).
     Message(Message<'a>),
+    /// A complete compressed data message (RSV1 set on its first frame): `data` is the DEFLATE
+    /// payload of all its frames joined, not yet inflated, and a text message is not yet validated.
+    Compressed(Message<'a>),
     /// A ping with its payload.
     Ping(&'a [u8]),
     /// A pong with its payload.
@@ -135,15 +145,20 @@ pub struct Decoder {
     remaining: u64,
     /// Validation state of the text message in progress.
     utf8: Utf8Stream,
-    /// The current frame's mask key, rotated so that `key[0]` applies to the next payload byte.
-    key: [u8; 4],
-    /// The start of a header cut by the end of a chunk (an incomplete header is at most 13 bytes).
+    /// In [`Phase::Header`], the start of a header cut by the end of a chunk (an incomplete header
+    /// is at most 13 bytes). In the payload phases, which need no spill, its first four bytes are
+    /// the current frame's mask key, rotated so that the first applies to the next payload byte.
+    /// (Sharing the bytes keeps the decoder at 56 bytes with the deflate fields below.)
     spill: [u8; MAX_HEADER - 1],
     /// In [`Phase::Header`], how many bytes of `spill` are used; in the control phases, the control
     /// frame's declared payload length. (One byte serving both keeps the decoder at 56 bytes.)
     short_len: u8,
     phase: Phase,
     mode: Mode,
+    /// Whether `permessage-deflate` was negotiated, and which window the server's messages use.
+    deflate: Option<Window>,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    compressed: bool,
 }
 
 impl Default for Decoder {
@@ -159,12 +174,26 @@ impl Decoder {
             buf: Vec::new(),
             remaining: 0,
             utf8: Utf8Stream::new(),
-            key: [0; 4],
             spill: [0; MAX_HEADER - 1],
             short_len: 0,
             phase: Phase::Header,
             mode: Mode::Idle,
+            deflate: None,
+            compressed: false,
         }
+    }
+
+    /// A decoder for a connection that negotiated `permessage-deflate`: RSV1 marks compressed
+    /// messages.
+    pub const fn with_deflate(window: Option<Window>) -> Self {
+        let mut d = Self::new();
+        d.deflate = window;
+        d
+    }
+
+    /// The `permessage-deflate` window negotiated, if any.
+    pub fn deflate(&self) -> Option<Window> {
+        self.deflate
     }
 
     /// Whether the decoder is in closing mode (data frames are discarded).
@@ -181,6 +210,7 @@ impl Decoder {
     /// now on, control frames are still reported.
     pub fn start_closing(&mut self) {
         self.mode = Mode::Closing;
+        self.compressed = false;
         self.utf8.reset();
         match self.phase {
             Phase::Data | Phase::LastData => self.phase = Phase::Skip,
@@ -253,9 +283,11 @@ impl Decoder {
             pos += take;
             self.remaining -= take as u64;
             let whole = self.remaining == 0;
-            if self.phase != Phase::Skip {
-                apply_mask(chunk, self.key, 0);
-                self.key.rotate_left(take % 4);
+            if self.phase != Phase::Skip
+                && let Some(key) = self.spill.first_chunk_mut::<4>()
+            {
+                apply_mask(chunk, *key, 0);
+                key.rotate_left(take % 4);
             }
             let next = match self.phase {
                 Phase::Data | Phase::LastData => self.data(chunk, whole, &mut on_event),
@@ -326,15 +358,24 @@ impl Decoder {
         oversized: Oversized,
     ) -> Result<Option<MessageKind>, ProtocolError> {
         self.remaining = h.payload_len;
-        self.key = h.mask.unwrap_or_default();
+        if let Some(key) = self.spill.first_chunk_mut::<4>() {
+            *key = h.mask.unwrap_or_default();
+        }
         self.phase = Phase::Skip;
         if h.mask.is_none() {
             return Err(ProtocolError::Unmasked);
         }
-        if h.rsv != 0 {
+        // RSV1 is "Per-Message Compressed" when permessage-deflate was negotiated (RFC 7692 §6);
+        // it is checked against the frame's place in its message below.
+        let rsv1 = h.rsv == 0b100 && self.deflate.is_some();
+        if h.rsv != 0 && !rsv1 {
             return Err(ProtocolError::ReservedBits);
         }
         let opcode = Opcode::from_u8(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        if rsv1 && (opcode.is_control() || opcode == Opcode::Continuation) {
+            // Only the first frame of a data message may carry it (RFC 7692 §6.1).
+            return Err(ProtocolError::ReservedBits);
+        }
         if opcode.is_control() {
             if !h.fin {
                 return Err(ProtocolError::ControlFragmented);
@@ -395,6 +436,7 @@ impl Decoder {
                 MessageKind::Binary => Mode::Binary,
             };
             self.utf8.reset();
+            self.compressed = rsv1;
         }
         self.phase = if h.fin { Phase::LastData } else { Phase::Data };
         Ok(None)
@@ -413,10 +455,13 @@ impl Decoder {
     {
         let fin = self.phase == Phase::LastData;
         let kind = self.mode.message().unwrap_or(MessageKind::Binary);
-        let text = kind == MessageKind::Text;
         if whole {
             self.phase = Phase::Header;
         }
+        if self.compressed {
+            return Ok(self.compressed_data(chunk, fin && whole, kind, on_event));
+        }
+        let text = kind == MessageKind::Text;
         if fin && whole && self.buf.is_empty() {
             // Zero-copy: the whole message (or all that is not empty of it) is in this chunk.
             let valid = if self.utf8.is_pending() {
@@ -459,6 +504,43 @@ impl Decoder {
         }));
         self.release();
         Ok(next)
+    }
+
+    /// Handles the next unmasked `chunk` of a compressed message: kept as it is (nothing to
+    /// validate before it is inflated) and reported when `last`.
+    fn compressed_data<F>(
+        &mut self,
+        chunk: &[u8],
+        last: bool,
+        kind: MessageKind,
+        on_event: &mut F,
+    ) -> Next
+    where
+        F: FnMut(Event<'_>) -> Next,
+    {
+        if last && self.buf.is_empty() {
+            // Zero-copy, as for plain messages.
+            self.mode = Mode::Idle;
+            self.compressed = false;
+            return on_event(Event::Compressed(Message { kind, data: chunk }));
+        }
+        let want = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .saturating_add(chunk.len())
+            .min(PREALLOC_CAP);
+        self.buf.reserve(want);
+        self.buf.extend_from_slice(chunk);
+        if !last {
+            return Next::Continue;
+        }
+        self.mode = Mode::Idle;
+        self.compressed = false;
+        let next = on_event(Event::Compressed(Message {
+            kind,
+            data: &self.buf,
+        }));
+        self.release();
+        next
     }
 
     /// Handles the next unmasked `chunk` of a control frame's payload.

@@ -71,6 +71,9 @@ pub enum ProtocolError {
     /// A message is larger than the configured maximum payload.
     #[error("message too big")]
     TooBig,
+    /// A compressed message (`permessage-deflate`) is not valid DEFLATE data.
+    #[error("invalid compressed data")]
+    BadDeflate,
 }
 
 impl ProtocolError {
@@ -84,10 +87,12 @@ impl ProtocolError {
         )
     }
 
-    /// The close code to answer with: 1007 for invalid UTF-8, 1009 for too big, 1002 otherwise.
+    /// The close code to answer with: 1007 for invalid UTF-8 or undecodable compressed data (data
+    /// not consistent with the message), 1009 for too big, 1002 otherwise (RSV1 where RFC 7692
+    /// does not allow it included).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::CloseReason => CloseCode::INVALID_DATA,
+            Self::InvalidUtf8 | Self::CloseReason | Self::BadDeflate => CloseCode::INVALID_DATA,
             Self::TooBig => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL,
         }
@@ -109,6 +114,7 @@ impl ProtocolError {
             Self::CloseReason => "close reason not UTF-8",
             Self::InvalidUtf8 => "text not UTF-8",
             Self::TooBig => "message too big",
+            Self::BadDeflate => "invalid compressed data",
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The HTTP/1.1 opening handshake (RFC 6455 §4.2): parsing the request, checking the upgrade, and
 //! writing the `101 Switching Protocols` response or an error response.
 //!
-//! No extension and no subprotocol is ever negotiated: `Sec-WebSocket-Extensions` and
-//! `Sec-WebSocket-Protocol` are ignored, so the response carries neither.
+//! No subprotocol is ever negotiated: `Sec-WebSocket-Protocol` is ignored. The only extension is
+//! `permessage-deflate`, and only with compression on ([`Limits::compression`]): then the
+//! `Sec-WebSocket-Extensions` headers are parsed (malformed ones are answered 400) and the first
+//! acceptable offer is answered in the 101. With compression off they are ignored.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::connection::{Handler, Limits};
+use super::deflate::Window;
+use super::extensions::{self, Agreed};
 use super::http::write_response;
 
 /// The most request headers accepted; more is answered with 431.
@@ -59,8 +63,8 @@ pub enum Outcome {
     /// The request head is not complete yet.
     Partial,
     /// The upgrade was accepted and the 101 response written; the request took this many bytes, and
-    /// whatever follows is already frames.
-    Upgraded(usize),
+    /// whatever follows is already frames. With `Some`, `permessage-deflate` was agreed.
+    Upgraded(usize, Option<Window>),
     /// The request head is complete but its body is not: wait until this many bytes (head +
     /// body) have arrived before parsing again.
     NeedBytes(usize),
@@ -145,7 +149,21 @@ pub fn handle<H: Handler>(
     let status = if path != limits.ws_path {
         handler.http_request(&request, out)
     } else {
+        let agreed = match limits.compression {
+            Some(_) => extensions::negotiate(
+                req.headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+                    .map(|h| h.value),
+            ),
+            None => Ok(None),
+        };
         match check_upgrade(&request, version) {
+            Ok(_) if agreed.is_err() => {
+                let reason = agreed.err().map_or("", |m| m.0);
+                let body = format!("malformed Sec-WebSocket-Extensions header: {reason}\n");
+                write_response(out, 400, "Bad Request", TEXT, &[], body.as_bytes())
+            }
             Ok(_) if !handler.accepts_upgrades() => write_response(
                 out,
                 503,
@@ -155,8 +173,16 @@ pub fn handle<H: Handler>(
                 b"server shutting down: connect again\n",
             ),
             Ok(key) => {
-                write_switching_protocols(out, key);
-                return Outcome::Upgraded(len);
+                let agreed = agreed.ok().flatten();
+                write_switching_protocols(out, key, agreed.as_ref());
+                let window = agreed.map(|a| {
+                    if a.narrow() {
+                        Window::Narrow
+                    } else {
+                        Window::Wide
+                    }
+                });
+                return Outcome::Upgraded(len, window);
             }
             Err(rejection) => rejection.write(out),
         }
@@ -352,12 +378,16 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     accept
 }
 
-fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8]) {
+fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8], deflate: Option<&Agreed>) {
     const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
     out.reserve(HEAD.len() + 28 + 4);
     out.extend_from_slice(HEAD);
     out.extend_from_slice(&accept_key(key));
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    if let Some(agreed) = deflate {
+        agreed.write_header(out);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn bad_request(out: &mut Vec<u8>, body: &str) -> Outcome {
@@ -436,6 +466,7 @@ mod tests {
             oversized: crate::proto::Oversized::Fail,
             ws_path: "/ws".into(),
             max_header_bytes: 8192,
+            compression: None,
         }
     }
 
@@ -463,7 +494,7 @@ mod tests {
                    Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\
                    Sec-WebSocket-Version: 13\r\n\r\n";
         let (o, out, _) = run(req);
-        assert_eq!(o, Outcome::Upgraded(req.len()));
+        assert_eq!(o, Outcome::Upgraded(req.len(), None));
         assert_eq!(
             out,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -476,12 +507,12 @@ mod tests {
         let req = "GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: h2c, WebSocket\r\n\
                    connection: keep-alive,  UPGRADE \r\nsec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\n\
                    sec-websocket-version: 13\r\n\r\n";
-        assert_eq!(run(req).0, Outcome::Upgraded(req.len()));
+        assert_eq!(run(req).0, Outcome::Upgraded(req.len(), None));
         // Split over two Connection headers.
         let req = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n\
                    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                    Sec-WebSocket-Version: 13\r\n\r\n";
-        assert_eq!(run(req).0, Outcome::Upgraded(req.len()));
+        assert_eq!(run(req).0, Outcome::Upgraded(req.len(), None));
         // A substring is not a token.
         let req = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocketx\r\nConnection: Upgrade\r\n\
                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";

@@ -9,6 +9,8 @@
 pub mod close;
 pub mod connection;
 pub mod decoder;
+pub mod deflate;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod http;

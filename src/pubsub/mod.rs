@@ -15,10 +15,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::app::{App, ConnId, Deliver, Outbox, Publish};
+use crate::app::{App, ConnId, Deliver, Outbox, Publish, SharedFrame};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
 use crate::metrics::WorkerStats;
 use crate::proto::connection::AppClose;
+use crate::proto::deflate::Compression;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
 use crate::state::Shared;
 use relay::{Relay, Relayed};
@@ -34,12 +35,14 @@ pub struct PubSubConfig {
     pub max_subscriptions: usize,
     /// Largest `POST /publish` body (`MAX_PAYLOAD`; the protocol core enforces it with 413).
     pub max_payload: usize,
+    /// `COMPRESSION=shared`: published messages get a compressed frame too.
+    pub compression: Option<Compression>,
 }
 
 /// A publish waiting for the end of the turn to reach this worker's subscribers.
 struct Pending {
     topic: TopicKey,
-    frame: Bytes,
+    frame: SharedFrame,
     exclude: Option<ConnId>,
 }
 
@@ -114,7 +117,7 @@ impl PubSub {
     /// Publishes `data` on `topic`: framed once, queued for this worker's subscribers (except
     /// `exclude`) at the end of the turn, handed to every other worker with subscribers.
     fn publish(&mut self, exclude: Option<ConnId>, topic: &str, data: &[u8]) {
-        let frame = frame_message(topic, data);
+        let frame = SharedFrame::new(frame_message(topic, data), self.config.compression);
         self.my_stats().published.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = self.topics.key(topic) {
             self.pending.push(Pending {

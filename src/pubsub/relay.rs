@@ -19,9 +19,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 
+use crate::app::SharedFrame;
 use crate::io::Waker;
 
 /// Interest buckets (a power of two).
@@ -32,8 +32,9 @@ pub const BUCKETS: usize = 4096;
 pub struct Relayed {
     /// The topic, shared by every target of one publish.
     pub topic: Arc<str>,
-    /// The complete WebSocket frame (header + MESSAGE envelope), framed once.
-    pub frame: Bytes,
+    /// The complete WebSocket frame (header + MESSAGE envelope), framed once, with its
+    /// compressed forms made at most once (`COMPRESSION=shared`).
+    pub frame: SharedFrame,
 }
 
 /// State shared by every worker's pub/sub application.
@@ -138,12 +139,12 @@ mod tests {
                 0,
                 Relayed {
                     topic: topic.clone(),
-                    frame: Bytes::from(vec![i]),
+                    frame: SharedFrame::plain(bytes::Bytes::from(vec![i])),
                 },
             );
         }
         let got: Vec<u8> = std::iter::from_fn(|| relay.pop(0))
-            .map(|m| m.frame[0])
+            .map(|m| m.frame.plain_frame()[0])
             .collect();
         assert_eq!(got, [0, 1, 2]);
     }

@@ -7,11 +7,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::app::{ConnId, Deliver, SendStatus};
+use crate::app::{ConnId, Deliver, SendStatus, SharedFrame};
 use crate::config::BackpressurePolicy;
 use crate::io::{Driver, Token};
 use crate::metrics::{WorkerStats, tally};
 use crate::proto::CloseCode;
+use crate::proto::deflate::Codec;
 
 use super::Budget;
 use super::conn::{Conn, Phase, mark_dirty};
@@ -49,6 +50,8 @@ pub(super) struct SlabDeliver<'a> {
     pub(super) queued: u64,
     pub(super) pool: &'a mut Vec<Vec<u8>>,
     pub(super) wakes: &'a mut Vec<crate::io::Waker>,
+    /// Compresses a published message the first time one of its subscribers needs it.
+    pub(super) codec: &'a mut Codec,
 }
 
 /// Published frames up to this size are copied into each subscriber's owned tail instead of being
@@ -154,12 +157,34 @@ impl Deliver for SlabDeliver<'_> {
         &mut self,
         conns: &[ConnId],
         exclude: Option<ConnId>,
-        frame: &bytes::Bytes,
+        frame: &SharedFrame,
     ) -> u64 {
-        let copy = self.copies(frame);
+        let plain = frame.plain_frame();
+        let copy = self.copies(plain);
         let mut queued = 0;
+        if !frame.may_compress() {
+            // Compression off or a short message: one frame for all, as before.
+            for &conn in conns {
+                if Some(conn) != exclude && self.queue(conn, plain, copy) == SendStatus::Queued {
+                    queued += 1;
+                }
+            }
+            return queued;
+        }
         for &conn in conns {
-            if Some(conn) != exclude && self.queue(conn, frame, copy) == SendStatus::Queued {
+            if Some(conn) == exclude {
+                continue;
+            }
+            let deflate = self.conns.get_mut(conn).and_then(|c| c.proto.deflate());
+            let status = match deflate {
+                None => self.queue(conn, plain, copy),
+                Some(_) => {
+                    let form = frame.for_connection(deflate, self.codec);
+                    let copy = self.copies(form);
+                    self.queue(conn, form, copy)
+                }
+            };
+            if status == SendStatus::Queued {
                 queued += 1;
             }
         }

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::backpressure::{Held, SlabDeliver};
 use super::{Budget, Conn, outqueue, slab::Slab};
+use crate::app::SharedFrame;
 use crate::app::{ConnId, Deliver};
 use crate::io::{Token, Waker};
 use crate::metrics::WorkerStats;
 use crate::proto::connection::AppClose;
+use crate::proto::deflate::{Codec, Compression};
 use crate::proto::{Connection, Handler, HttpRequest, Limits, Message};
 
 /// `n` open WebSocket connections of one worker, as its fan-out sees them.
@@ -28,6 +28,7 @@ pub struct DeliverBench {
     wakes: Vec<Waker>,
     budget: Budget,
     stats: Arc<WorkerStats>,
+    codec: Codec,
 }
 
 /// Accepts the upgrade; the bench sends no message.
@@ -45,23 +46,42 @@ impl Handler for Opener {
 impl DeliverBench {
     /// `n` connections, each upgraded, under `budget`.
     pub fn new(n: usize, budget: Budget) -> Self {
+        Self::with_compression(n, budget, false)
+    }
+
+    /// `n` connections, each upgraded under `budget`, with `permessage-deflate` negotiated when
+    /// `deflate`.
+    pub fn with_compression(n: usize, budget: Budget, deflate: bool) -> Self {
         let limits = Limits {
             max_payload: 1 << 20,
             oversized: crate::proto::decoder::Oversized::Fail,
             ws_path: "/ws".into(),
             max_header_bytes: 8192,
+            compression: Some(Compression { min_size: 128 }),
         };
-        let request =
+        let request: &[u8] = if deflate {
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        } else {
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        };
         let mut conns = Slab::default();
         let mut tokens = Vec::with_capacity(n);
         for _ in 0..n {
             let mut proto = Connection::new();
             let mut reply = Vec::new();
             let mut bytes = request.to_vec();
-            let _ = proto.handle_bytes(&mut bytes, &limits, &mut reply, &mut Opener);
+            let _ = proto.handle_bytes(
+                &mut bytes,
+                &limits,
+                &mut Codec::new(),
+                &mut reply,
+                &mut Opener,
+            );
             assert!(proto.is_open(), "the upgrade request is valid");
+            assert_eq!(proto.deflate().is_some(), deflate);
             tokens.push(conns.insert(Conn::new(proto, 0)));
         }
         DeliverBench {
@@ -75,6 +95,7 @@ impl DeliverBench {
             wakes: Vec::new(),
             budget,
             stats: Arc::default(),
+            codec: Codec::new(),
         }
     }
 
@@ -97,6 +118,7 @@ impl DeliverBench {
             queued: 0,
             pool: &mut self.pool,
             wakes: &mut self.wakes,
+            codec: &mut self.codec,
         };
         f(&mut deliver)
     }
@@ -118,9 +140,19 @@ impl DeliverBench {
     }
 }
 
-/// A published MESSAGE frame as `PUBLISH` builds it (header + envelope, framed once).
-pub fn frame(topic: &str, data: &[u8]) -> Bytes {
-    crate::pubsub::frame_message(topic, data)
+/// A published MESSAGE frame as `PUBLISH` builds it (header + envelope, framed once), with
+/// compression off.
+pub fn frame(topic: &str, data: &[u8]) -> SharedFrame {
+    SharedFrame::plain(crate::pubsub::frame_message(topic, data))
+}
+
+/// [`frame`] with `COMPRESSION=shared` (minimum size 128 bytes): its compressed form is made on
+/// the first delivery to a connection that negotiated compression.
+pub fn frame_compressed(topic: &str, data: &[u8]) -> SharedFrame {
+    SharedFrame::new(
+        crate::pubsub::frame_message(topic, data),
+        Some(Compression { min_size: 128 }),
+    )
 }
 
 /// A one-worker pub/sub application wired as a server wires it (its relay, its counters in the
@@ -147,6 +179,7 @@ pub fn pubsub_app(
     let config = Arc::new(crate::pubsub::PubSubConfig {
         max_subscriptions,
         max_payload: 1 << 20,
+        compression: None,
     });
     let app = crate::pubsub::PubSub::new(0, config, relay, shared.clone());
     Ok((app, shared))

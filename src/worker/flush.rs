@@ -28,6 +28,7 @@ impl<A: App> State<A> {
             queued: 0,
             pool: &mut self.pool,
             wakes: &mut self.wakes,
+            codec: &mut self.codec,
         };
         self.app.flush(&mut deliver);
         let queued = deliver.queued;

@@ -80,9 +80,13 @@ impl<A: App> State<A> {
             messages_in: 0,
             messages_out: 0,
         };
-        let status = conn
-            .proto
-            .handle_bytes(bytes, &self.limits, conn.out.tail(), &mut handler);
+        let status = conn.proto.handle_bytes(
+            bytes,
+            &self.limits,
+            &mut self.codec,
+            conn.out.tail(),
+            &mut handler,
+        );
         let (messages_in, messages_out) = (handler.messages_in, handler.messages_out);
         if messages_in > 0 {
             add(&stats.messages_in, messages_in);

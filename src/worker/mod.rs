@@ -38,6 +38,7 @@ use crate::http::Routes;
 use crate::io::{Driver, Event, Token};
 use crate::metrics::{WorkerStats, bump, tally};
 use crate::proto::Limits;
+use crate::proto::deflate::Codec;
 use crate::state::Shared;
 use backpressure::Held;
 pub use backpressure::{COPY_FRAME_MAX, READ_PAUSE_BYTES};
@@ -94,6 +95,8 @@ struct State<A> {
     app: A,
     conns: Slab<Conn>,
     limits: Arc<Limits>,
+    /// The worker's `permessage-deflate` state, shared by all its connections in turn.
+    codec: Codec,
     budget: Budget,
     shared: Arc<Shared>,
     dirty: Vec<Token>,
@@ -148,6 +151,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 app,
                 conns: Slab::default(),
                 limits,
+                codec: Codec::new(),
                 budget,
                 shared,
                 dirty: Vec::new(),

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite fuzzing client against `wsd` (echo app) on one I/O backend and
-# fails on any failed case. Expects target/release/wsd (scripts/test builds it).
-# Usage: tests/autobahn/run.sh uring|epoll
+# Runs the Autobahn|Testsuite fuzzing client against `wsd` (echo app, COMPRESSION=shared so the
+# permessage-deflate cases 12.* and 13.* run too) on one I/O backend and fails on any failed case.
+# Expects target/release/wsd (scripts/test builds it).
+# Usage: tests/autobahn/run.sh uring|epoll [CASES]   (CASES: a JSON list of case patterns,
+# default ["*"], all 517 cases)
 set -euo pipefail
-backend=${1:?usage: run.sh uring|epoll}
+backend=${1:?usage: run.sh uring|epoll [CASES]}
+cases=${2:-'["*"]'}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/tests/autobahn"
 wstest="$root/.wstest/bin/wstest"
@@ -19,9 +22,11 @@ rm -rf "$outdir"
 sed -e "s#ws://127.0.0.1:9001/ws#ws://127.0.0.1:$port/ws#" \
     -e "s#\"reports/servers\"#\"$outdir\"#" \
     -e "s#\"agent\": \"wsd\"#\"agent\": \"wsd-$backend\"#" \
+    -e "s#\"cases\": \[\"\*\"\]#\"cases\": $cases#" \
     "$here/spec-server.json" > "$work/spec.json"
 
 PORT=$port HOST=127.0.0.1 WSD_IO=$backend WSD_APP=echo MAX_PAYLOAD=16777216 LOG_LEVEL=warn \
+  COMPRESSION=shared \
   "$root/target/release/wsd" 2> "$work/wsd.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -45,7 +50,7 @@ case "$health" in
 esac
 
 echo "autobahn: wstest fuzzingclient against wsd on $want (port $port)"
-if ! (cd "$work" && timeout 1200 "$wstest" -m fuzzingclient -s spec.json > wstest.log 2>&1); then
+if ! (cd "$work" && timeout "${AUTOBAHN_TIMEOUT:-3600}" "$wstest" -m fuzzingclient -s spec.json > wstest.log 2>&1); then
   tail -20 "$work/wstest.log"
   exit 1
 fi

@@ -852,7 +852,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 24] = [
+pub const KNOB_VARS: [&str; 26] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -873,6 +873,8 @@ pub const KNOB_VARS: [&str; 24] = [
     "MAX_CONNECTIONS_PER_IP",
     "UPGRADE_MAX_CONCURRENT",
     "PAYLOAD_LIMIT_POLICY",
+    "COMPRESSION",
+    "COMPRESSION_MIN_SIZE",
     "METRICS_KEY",
     "LOG_FORMAT",
     "WSD_RELAY_WAKE",

@@ -79,7 +79,10 @@ impl Conn {
             return Ok(None);
         }
         match self.upgrade.on_response(&buf[..n])? {
-            Some(at) => Ok(Some(&buf[at..n])),
+            Some(at) => {
+                self.reader.deflate = self.upgrade.deflate;
+                Ok(Some(&buf[at..n]))
+            }
             None => Ok(None),
         }
     }

@@ -132,6 +132,7 @@ impl Run<'_> {
                     ts_ns,
                 },
                 self.cfg.size,
+                self.cfg.feed_pad,
             );
             conn.push_publication(&self.scratch);
             w.on_sent();

@@ -37,6 +37,8 @@ pub struct Config {
     pub rate: Option<f64>,
     /// Minimum data bytes per publication (padded).
     pub size: usize,
+    /// Pad with feed-like records rather than `x`s.
+    pub feed_pad: bool,
     /// Raw mode: no envelopes, no SUBSCRIBE; every subscriber receives every publication.
     pub raw: bool,
     /// Raw mode: each publisher also receives its own publications (an echo server).
@@ -45,6 +47,8 @@ pub struct Config {
     pub warmup: Duration,
     pub drain: Duration,
     pub connect_timeout: Duration,
+    /// Offer permessage-deflate; compressed deliveries are inflated before they are checked.
+    pub compression: bool,
     pub server_pid: Option<u32>,
     pub progress: bool,
 }
@@ -117,5 +121,9 @@ pub struct Outcome {
     pub other_cpu: Option<f64>,
     /// The server's resident memory from before the first connection to the end of the window.
     pub server_rss: Option<crate::proc::RssSpan>,
+    /// Bytes of data frames all connections received (headers included, compressed as sent).
+    pub wire_bytes: u64,
+    /// Connections on which the server agreed to permessage-deflate.
+    pub deflate_agreed: usize,
     pub warnings: Vec<String>,
 }

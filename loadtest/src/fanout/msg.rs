@@ -49,7 +49,7 @@ pub fn subscribe(scratch: &mut Vec<u8>, topic: u32, id: u64) {
 
 /// One publication: the PUBLISH envelope for topic `t<topic>`, or only its data when `topic` is `None` (raw mode).
 /// The data is padded with a `"pad"` string up to `size` bytes when it is shorter.
-pub fn publish(scratch: &mut Vec<u8>, topic: Option<u32>, s: Stamp, size: usize) {
+pub fn publish(scratch: &mut Vec<u8>, topic: Option<u32>, s: Stamp, size: usize, feed_pad: bool) {
     scratch.clear();
     if let Some(t) = topic {
         let _ = write!(
@@ -68,13 +68,44 @@ pub fn publish(scratch: &mut Vec<u8>, topic: Option<u32>, s: Stamp, size: usize)
     let min_padded = have + r#","pad":"""#.len();
     if size >= min_padded {
         scratch.extend_from_slice(br#","pad":""#);
-        scratch.resize(scratch.len() + size - min_padded, b'x');
+        let end = scratch.len() + size - min_padded;
+        if feed_pad {
+            feed_text(scratch, end, s.seq ^ (u64::from(s.publisher) << 40));
+        }
+        scratch.resize(end, b'x');
         scratch.push(b'"');
     }
     scratch.push(b'}');
     if topic.is_some() {
         scratch.extend_from_slice(b"}}");
     }
+}
+
+/// Appends market-feed-like records (`S042 101.37/101.41 x300;`, numbers from an LCG seeded with
+/// `seed`) up to `end` bytes: text that compresses about as well as a real JSON feed, unlike a run
+/// of one byte.
+fn feed_text(out: &mut Vec<u8>, end: usize, seed: u64) {
+    let mut x = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    while out.len() < end {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let r = x >> 24;
+        let bid = 10_000 + r % 90_000;
+        let _ = write!(
+            out,
+            "S{:03} {}.{:02}/{}.{:02} x{}; ",
+            r % 200,
+            bid / 100,
+            bid % 100,
+            (bid + 4) / 100,
+            (bid + 4) % 100,
+            100 * (1 + (r >> 20) % 50)
+        );
+    }
+    out.truncate(end);
 }
 
 /// Classifies a received text payload.
@@ -170,12 +201,12 @@ mod tests {
     #[test]
     fn publish_envelope_and_raw_data() {
         let mut b = Vec::new();
-        publish(&mut b, Some(7), S, 0);
+        publish(&mut b, Some(7), S, 0, false);
         assert_eq!(
             text(&b),
             r#"{"type":"PUBLISH","payload":{"topic":"t7","data":{"seq":42,"ts":123456789,"pub":3}}}"#
         );
-        publish(&mut b, None, S, 0);
+        publish(&mut b, None, S, 0, false);
         assert_eq!(text(&b), r#"{"seq":42,"ts":123456789,"pub":3}"#);
         // 33 bytes unpadded; padding needs at least 9 more.
         for (size, len) in [
@@ -187,9 +218,11 @@ mod tests {
             (100, 100),
             (1000, 1000),
         ] {
-            publish(&mut b, None, S, size);
-            assert_eq!(b.len(), len, "size {size}");
-            assert_eq!(scan(&b), Incoming::Message(S), "size {size}: {}", text(&b));
+            for feed_pad in [false, true] {
+                publish(&mut b, None, S, size, feed_pad);
+                assert_eq!(b.len(), len, "size {size}");
+                assert_eq!(scan(&b), Incoming::Message(S), "size {size}: {}", text(&b));
+            }
         }
         subscribe(&mut b, 2, 17);
         assert_eq!(

@@ -22,6 +22,12 @@ pub struct Reader {
     /// Payload of a fragmented message so far, and its opcode (0 = none in progress).
     frag: Vec<u8>,
     frag_op: u8,
+    /// The fragmented message in progress is compressed.
+    frag_compressed: bool,
+    /// permessage-deflate was agreed: RSV1 marks compressed messages, inflated before `f` sees them.
+    pub deflate: bool,
+    /// Bytes of data frames received (headers included): the bytes on the wire per delivery.
+    pub wire_bytes: u64,
 }
 
 /// Header length and total frame length of the frame at the start of `b`, once its header is complete.
@@ -97,22 +103,31 @@ impl Reader {
     where
         F: FnMut(Event<'_>) -> Result<(), String>,
     {
-        if b0 & 0x70 != 0 {
+        let rsv1 = b0 & 0x70 == 0x40 && self.deflate && matches!(b0 & 0x0f, 1 | 2);
+        if b0 & 0x70 != 0 && !rsv1 {
             return Err("RSV bits set".into());
         }
         let fin = b0 & 0x80 != 0;
+        if matches!(b0 & 0x0f, 0..=2) {
+            let header = match payload.len() {
+                0..=125 => 2,
+                126..=0xffff => 4,
+                _ => 10,
+            };
+            self.wire_bytes += (payload.len() + header) as u64;
+        }
         match b0 & 0x0f {
             op @ (1 | 2) => {
                 if self.frag_op != 0 {
                     return Err("new message inside a fragmented one".into());
                 }
                 if fin {
-                    return f(if op == 1 {
-                        Event::Text(payload)
-                    } else {
-                        Event::Binary(payload)
-                    });
+                    if rsv1 {
+                        return crate::inflate::with_inflated(payload, |m| f(event(op, m)))?;
+                    }
+                    return f(event(op, payload));
                 }
+                self.frag_compressed = rsv1;
                 self.frag_op = op;
                 self.frag.clear();
                 self.frag.extend_from_slice(payload);
@@ -131,11 +146,11 @@ impl Reader {
                 }
                 let op = std::mem::take(&mut self.frag_op);
                 let msg = std::mem::take(&mut self.frag);
-                let r = f(if op == 1 {
-                    Event::Text(&msg)
+                let r = if std::mem::take(&mut self.frag_compressed) {
+                    crate::inflate::with_inflated(&msg, |m| f(event(op, m))).and_then(|r| r)
                 } else {
-                    Event::Binary(&msg)
-                });
+                    f(event(op, &msg))
+                };
                 self.frag = msg;
                 r
             }
@@ -144,6 +159,15 @@ impl Reader {
             10 => Ok(()),
             op => Err(format!("unknown opcode {op:#x}")),
         }
+    }
+}
+
+/// The event for a complete data message of opcode `op`.
+fn event(op: u8, payload: &[u8]) -> Event<'_> {
+    if op == 1 {
+        Event::Text(payload)
+    } else {
+        Event::Binary(payload)
     }
 }
 

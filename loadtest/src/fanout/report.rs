@@ -109,6 +109,13 @@ impl Summary<'_> {
         );
         let _ = writeln!(
             s,
+            "  wire         {:.0} bytes per delivery (data frames as received); permessage-deflate agreed on {} of {} connections",
+            self.wire_per_delivery(),
+            o.deflate_agreed,
+            o.connected
+        );
+        let _ = writeln!(
+            s,
             "  latency µs   {}",
             percentiles_line(percentiles_us(&d.latency_ns))
         );
@@ -153,6 +160,16 @@ impl Summary<'_> {
         s
     }
 
+    /// Bytes of data frames received per delivery, over the whole run.
+    pub fn wire_per_delivery(&self) -> f64 {
+        let total = self.out.deliveries.total();
+        if total == 0 {
+            0.0
+        } else {
+            self.out.wire_bytes as f64 / total as f64
+        }
+    }
+
     pub fn json(&self) -> String {
         let (c, o) = (self.cfg, self.out);
         let d = &o.deliveries;
@@ -167,7 +184,8 @@ impl Summary<'_> {
              \"reordered\":{},\"incomplete_recipients\":{},\"drain_s\":{:.3},\"connect_failed\":{},\"closed\":{},\
              \"server_errors\":{},\"unexpected\":{},\"bad_ts\":{},\"pings\":{},\"errors\":{},\"server_pid\":{},\
              \"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},\"deliveries_per_server_cpu_s\":{},{},\
-             \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_delivery\":{},\"other_cpu_s\":{},\"first_error\":{},\"warnings\":[{}]}}",
+             \"loadgen_cpu_s\":{},\"loadgen_cpu_us_per_delivery\":{},\"other_cpu_s\":{},\"compression\":{},\
+             \"deflate_agreed\":{},\"wire_bytes\":{},\"wire_bytes_per_delivery\":{:.1},\"first_error\":{},\"warnings\":[{}]}}",
             json_str(self.url),
             c.subscribers,
             c.publishers,
@@ -208,6 +226,10 @@ impl Summary<'_> {
             num(o.own_cpu),
             num(self.per_delivery_us(o.own_cpu)),
             num(o.other_cpu),
+            c.compression,
+            o.deflate_agreed,
+            o.wire_bytes,
+            self.wire_per_delivery(),
             k.first_error
                 .as_deref()
                 .map_or("null".to_string(), json_str),

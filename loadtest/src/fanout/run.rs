@@ -64,7 +64,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         None => None,
     };
     let n = cfg.subscribers + cfg.publishers;
-    let request = upgrade_request(&cfg.target);
+    let request = upgrade_request(&cfg.target, cfg.compression);
     let ep =
         epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
     let mut run = Run {
@@ -258,6 +258,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         own_cpu,
         other_cpu,
         server_rss,
+        wire_bytes: conns.iter().flatten().map(|c| c.reader.wire_bytes).sum(),
+        deflate_agreed: conns.iter().flatten().filter(|c| c.reader.deflate).count(),
         warnings,
     })
 }

@@ -70,6 +70,7 @@ fn limits() -> Limits {
         oversized: crate::proto::Oversized::Fail,
         ws_path: "/ws".into(),
         max_header_bytes: 8192,
+        compression: None,
     }
 }
 
@@ -91,7 +92,7 @@ fn drive<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limits: &Limits, echo: 
     let mut statuses = Vec::new();
     for chunk in chunks {
         let mut input = chunk.to_vec();
-        statuses.push(conn.handle_bytes(&mut input, limits, &mut out, &mut h));
+        statuses.push(conn.handle_bytes(&mut input, limits, &mut Codec::new(), &mut out, &mut h));
     }
     Run {
         conn,
@@ -106,7 +107,13 @@ fn opened() -> (Connection, Recorder, Vec<u8>) {
     let mut conn = Connection::new();
     let mut h = Recorder::default();
     let mut out = Vec::new();
-    let status = conn.handle_bytes(&mut UPGRADE.to_vec(), &limits(), &mut out, &mut h);
+    let status = conn.handle_bytes(
+        &mut UPGRADE.to_vec(),
+        &limits(),
+        &mut Codec::new(),
+        &mut out,
+        &mut h,
+    );
     assert_eq!(status, Status::Open);
     assert_eq!(out, [SWITCHING, b"<opened>"].concat());
     assert!(conn.is_open());
@@ -116,7 +123,7 @@ fn opened() -> (Connection, Recorder, Vec<u8>) {
 }
 
 fn feed(conn: &mut Connection, h: &mut Recorder, bytes: &[u8], out: &mut Vec<u8>) -> Status {
-    conn.handle_bytes(&mut bytes.to_vec(), &limits(), out, h)
+    conn.handle_bytes(&mut bytes.to_vec(), &limits(), &mut Codec::new(), out, h)
 }
 
 /// The bytes of a server close frame.
@@ -202,6 +209,7 @@ fn size_of_connection() {
 }
 
 mod closing;
+mod deflate;
 mod handshake;
 mod streams;
 

@@ -8,6 +8,7 @@ use crate::proto::frame::test_frames::{client, unmasked};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ev {
     Msg(MessageKind, Vec<u8>),
+    Compressed(MessageKind, Vec<u8>),
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<CloseCode>, String),
@@ -28,6 +29,7 @@ fn run_with(d: &mut Decoder, chunks: &[&[u8]], max: usize, policy: Oversized) ->
         let flow = d.feed(&mut c, max, policy, |e| {
             let (ev, next) = match e {
                 Event::Message(m) => (Ev::Msg(m.kind, m.data.to_vec()), Next::Continue),
+                Event::Compressed(m) => (Ev::Compressed(m.kind, m.data.to_vec()), Next::Continue),
                 Event::Oversized(kind) => (Ev::Oversized(kind), Next::Continue),
                 Event::Ping(p) => (Ev::Ping(p.to_vec()), Next::Continue),
                 Event::Pong(p) => (Ev::Pong(p.to_vec()), Next::Continue),
@@ -43,6 +45,8 @@ fn run_with(d: &mut Decoder, chunks: &[&[u8]], max: usize, policy: Oversized) ->
     }
     evs
 }
+
+mod rsv1;
 
 fn cat(frames: &[Vec<u8>]) -> Vec<u8> {
     frames.concat()

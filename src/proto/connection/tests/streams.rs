@@ -123,7 +123,7 @@ fn zero_copy_for_a_frame_inside_one_chunk() {
     let mut conn = Connection::new();
     let mut out = Vec::new();
     assert_eq!(
-        conn.handle_bytes(&mut input, &limits(), &mut out, &mut h),
+        conn.handle_bytes(&mut input, &limits(), &mut Codec::new(), &mut out, &mut h),
         Status::Open
     );
     assert_eq!(h.1, 1);
