@@ -1,17 +1,18 @@
-//! The per-core event loop: it joins one driver, the connection slab, the protocol core and the
-//! application.
+//! The per-core event loop: it joins one driver, the connection table, the protocol core, the
+//! application and the HTTP routes.
 //!
 //! One loop turn: the driver submits what the last turn queued and waits for completions; each
-//! completion updates connection state (input is parsed in place in the driver's buffer and replies
-//! are appended to the connection's out-queue); then every connection with new output gets one send
-//! (corked writes, docs/DESIGN.md decision 5), and due deadlines fire. With `WRITE_DELAY_MS`, published
-//! messages for a connection with nothing else to send are held until the delay is over.
+//! completion updates connection state (input is parsed in place in the driver's buffer and
+//! replies are appended to the connection's out-queue); then every connection with new output gets
+//! one send (corked writes, docs/DESIGN.md decision 5), and due deadlines fire. With
+//! `WRITE_DELAY_MS`, published messages for a connection with nothing else to send are held until
+//! the delay is over.
 //!
-//! Admission ([`crate::admission`]) runs on `Accepted`, before anything is allocated for the
-//! connection. The drain (docs/ARCHITECTURE.md has the sequence) runs after the application's flush of each
-//! turn: the first turn that sees [`Shared::draining`] stops accepting and reports this worker
-//! quiesced; the first turn that begins with every worker quiesced queues the close frames, behind
-//! everything any worker handed over before it quiesced.
+//! This file has the loop and the limits ([`Budget`]); the rest is one concern per file:
+//! `conn.rs` a connection and its close phase, `input.rs` accept (admission first) and input,
+//! `backpressure.rs` the budget rule, the read pause and the write delay, `flush.rs` the end of a
+//! turn, `timers.rs` deadlines and idle checks, `drain.rs` this worker's part of a shutdown
+//! (docs/ARCHITECTURE.md has the whole sequence).
 
 mod backpressure;
 pub mod bench;
