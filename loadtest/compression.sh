@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # COMPRESSION=shared against COMPRESSION=off in the same run (BENCHMARKS.md, "Compression"):
-#   fanout   1 publisher -> $SUBS subscribers of one topic, closed loop (window $WINDOW), a 2 KiB
+#   fanout   1 publisher -> $SUBS subscribers of one topic, closed loop (window $WINDOW) or, with
+#            RATE=R, open loop at R publications/s (the same offered load for both), a 2 KiB
 #            feed-like JSON payload (--size 2048 --feed-pad); every client offers permessage-deflate
 #            as browsers do, so only the server's setting differs. Server CPU per delivery and bytes
 #            on the wire per delivery (data frames as received, compressed as sent).
@@ -11,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SUBS=${SUBS:-1000} WINDOW=${WINDOW:-32}
-CONNECT_N=${CONNECT_N:-5000} SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
+CONNECT_N=${CONNECT_N:-5000} SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} RATE=${RATE:-}
+rate=(); [ -n "$RATE" ] && rate=(--rate "$RATE")
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p wsd -p wsd-loadtest
@@ -31,7 +33,7 @@ run() { # mode scenario rep
   local url=ws://127.0.0.1:$port/ws
   if [ "$scen" = fanout ]; then
     taskset -c "$LOAD_CPU" "$lt" fanout --url "$url" --subscribers "$SUBS" --window "$WINDOW" --size 2048 \
-      --feed-pad --compression --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
+      --feed-pad --compression "${rate[@]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
       > "$OUT/$mode-$scen-$rep.json"
   else
     taskset -c "$LOAD_CPU" "$lt" connect --url "$url" --connections "$CONNECT_N" --compression \

@@ -2,11 +2,12 @@
 # Runs the Autobahn|Testsuite fuzzing client against `wsd` (echo app, COMPRESSION=shared so the
 # permessage-deflate cases 12.* and 13.* run too) on one I/O backend and fails on any failed case.
 # Expects target/release/wsd (scripts/test builds it).
-# Usage: tests/autobahn/run.sh uring|epoll [CASES]   (CASES: a JSON list of case patterns,
-# default ["*"], all 517 cases)
+# Usage: tests/autobahn/run.sh uring|epoll [CASES [EXCLUDE]]   (JSON lists of case patterns;
+# default ["*"] and [], all 517 cases)
 set -euo pipefail
 backend=${1:?usage: run.sh uring|epoll [CASES]}
 cases=${2:-'["*"]'}
+exclude=${3:-'[]'}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/tests/autobahn"
 wstest="$root/.wstest/bin/wstest"
@@ -23,6 +24,7 @@ sed -e "s#ws://127.0.0.1:9001/ws#ws://127.0.0.1:$port/ws#" \
     -e "s#\"reports/servers\"#\"$outdir\"#" \
     -e "s#\"agent\": \"wsd\"#\"agent\": \"wsd-$backend\"#" \
     -e "s#\"cases\": \[\"\*\"\]#\"cases\": $cases#" \
+    -e "s#\"exclude-cases\": \[\]#\"exclude-cases\": $exclude#" \
     "$here/spec-server.json" > "$work/spec.json"
 
 PORT=$port HOST=127.0.0.1 WSD_IO=$backend WSD_APP=echo MAX_PAYLOAD=16777216 LOG_LEVEL=warn \
