@@ -158,6 +158,49 @@ fn listener(addr: SocketAddr, first: bool) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// How long [`first_listener`] retries a bind that fails with "address in use".
+pub const BIND_RETRY: Duration = Duration::from_secs(2);
+
+/// Pause between two bind attempts while the port is in use.
+const BIND_RETRY_STEP: Duration = Duration::from_millis(50);
+
+/// Binds the first listener, retrying "address in use" for up to [`BIND_RETRY`] (one log line
+/// when it starts waiting, one when it gets the port).
+///
+/// A wsd killed with SIGKILL leaves its listeners to the kernel for a moment (on io_uring they
+/// are released by the ring's deferred teardown, some 0.1–0.5 s later), so a supervisor's
+/// immediate restart would otherwise fail with "address in use". A port held by a live process
+/// still fails the start, only [`BIND_RETRY`] later.
+fn first_listener(addr: SocketAddr) -> io::Result<Socket> {
+    let start = std::time::Instant::now();
+    let mut logged = false;
+    loop {
+        match listener(addr, true) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => {
+                if start.elapsed() >= BIND_RETRY {
+                    return Err(e);
+                }
+                if !logged {
+                    warn!(
+                        %addr,
+                        retry_for_ms = BIND_RETRY.as_millis() as u64,
+                        "address in use (a previous wsd may still be exiting); retrying"
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(BIND_RETRY_STEP);
+            }
+            Ok(socket) => {
+                if logged {
+                    info!(%addr, waited_ms = start.elapsed().as_millis() as u64, "address free, bound");
+                }
+                return Ok(socket);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn choose_backend(mode: IoMode) -> Result<Backend, StartError> {
     match mode {
         IoMode::Epoll => Ok(Backend::Epoll),
@@ -194,7 +237,7 @@ impl Server {
             source,
         };
         // The first listener fixes the port (when 0 was asked for); the others share it.
-        let first = listener(requested, true).map_err(listen_err)?;
+        let first = first_listener(requested).map_err(listen_err)?;
         let addr = first
             .local_addr()
             .ok()
