@@ -137,13 +137,19 @@ fn resolve_max_connections(setting: MaxConnections, nofile: u64) -> usize {
 /// joins the reuse-port group only after the bind succeeded: the bind fails with "address in use"
 /// when any other socket holds the port, so a second wsd on a busy port refuses to start instead
 /// of silently sharing its traffic. The other workers' listeners then join the group.
-fn listener(addr: SocketAddr, first: bool) -> io::Result<Socket> {
+///
+/// A `send_buffer` other than 0 is set as the listener's `SO_SNDBUF`, which Linux copies to every
+/// connection it accepts (`SEND_BUFFER`).
+fn listener(addr: SocketAddr, first: bool, send_buffer: usize) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if send_buffer > 0 {
+        socket.set_send_buffer_size(send_buffer)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
@@ -171,11 +177,11 @@ const BIND_RETRY_STEP: Duration = Duration::from_millis(50);
 /// are released by the ring's deferred teardown, some 0.1–0.5 s later), so a supervisor's
 /// immediate restart would otherwise fail with "address in use". A port held by a live process
 /// still fails the start, only [`BIND_RETRY`] later.
-fn first_listener(addr: SocketAddr) -> io::Result<Socket> {
+fn first_listener(addr: SocketAddr, send_buffer: usize) -> io::Result<Socket> {
     let start = std::time::Instant::now();
     let mut logged = false;
     loop {
-        match listener(addr, true) {
+        match listener(addr, true, send_buffer) {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => {
                 if start.elapsed() >= BIND_RETRY {
                     return Err(e);
@@ -237,7 +243,22 @@ impl Server {
             source,
         };
         // The first listener fixes the port (when 0 was asked for); the others share it.
-        let first = first_listener(requested).map_err(listen_err)?;
+        let first = first_listener(requested, config.send_buffer).map_err(listen_err)?;
+        if config.send_buffer > 0 {
+            // What the kernel granted: doubled, and capped at net.core.wmem_max.
+            let granted = first.send_buffer_size().unwrap_or(0);
+            info!(
+                requested = config.send_buffer,
+                granted, "send buffer per connection (SEND_BUFFER)"
+            );
+            if granted < config.send_buffer {
+                warn!(
+                    requested = config.send_buffer,
+                    granted,
+                    "SEND_BUFFER is over net.core.wmem_max: the kernel granted less (see sysctl/)"
+                );
+            }
+        }
         let addr = first
             .local_addr()
             .ok()
@@ -245,8 +266,10 @@ impl Server {
             .unwrap_or(requested);
         let mut listeners = vec![first];
         for _ in 1..workers {
-            listeners
-                .push(listener(addr, false).map_err(|source| StartError::Listen { addr, source })?);
+            listeners.push(
+                listener(addr, false, config.send_buffer)
+                    .map_err(|source| StartError::Listen { addr, source })?,
+            );
         }
         let max_connections = resolve_max_connections(config.max_connections, nofile_limit());
         let wakers = (0..workers)

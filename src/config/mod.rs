@@ -16,8 +16,8 @@ pub mod print;
 use parse::{
     parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
     parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port,
-    parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_workers, parse_write_delay_ms,
-    parse_ws_path,
+    parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_workers,
+    parse_write_delay_ms, parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -314,6 +314,12 @@ pub struct Config {
     #[arg(long, env = "WRITE_DELAY_MS", default_value_t = 0, value_parser = parse_write_delay_ms)]
     pub write_delay_ms: u32,
 
+    /// Bytes of kernel send buffer per connection (`SO_SNDBUF`, which Linux doubles and caps at
+    /// net.core.wmem_max); 0, the default: the kernel's autotuning (up to tcp_wmem's maximum).
+    /// Bounds the kernel memory a client that does not read can pin, on top of MAX_BACKPRESSURE.
+    #[arg(long, env = "SEND_BUFFER", default_value_t = 0, value_parser = parse_send_buffer)]
+    pub send_buffer: usize,
+
     /// Pub/sub: when set, `POST /publish` requires `Authorization: Bearer <PUBLISH_KEY>`
     /// (compared in constant time). Unset: anyone who can reach the port may publish.
     #[arg(long, env = "PUBLISH_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
@@ -414,6 +420,7 @@ impl Default for Config {
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             backpressure_policy: BackpressurePolicy::DropNewest,
             write_delay_ms: 0,
+            send_buffer: 0,
             publish_key: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_connections: MaxConnections::Auto,

@@ -86,6 +86,18 @@ pub(super) fn parse_write_delay_ms(s: &str) -> Result<u32, String> {
     }
 }
 
+/// Largest `SEND_BUFFER`: Linux caps `SO_SNDBUF` at `net.core.wmem_max` anyway.
+pub const MAX_SEND_BUFFER: usize = 64 << 20;
+
+pub(super) fn parse_send_buffer(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if n == 0 || (4096..=MAX_SEND_BUFFER).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be 0 (the kernel's autotuning) or a number of bytes from 4096 to {MAX_SEND_BUFFER}"
+        )),
+    }
+}
+
 pub(super) fn parse_shutdown_timeout(s: &str) -> Result<u32, String> {
     match u32::from_str(s.trim()) {
         Ok(n) if n <= 3_600 => Ok(n),

@@ -53,6 +53,7 @@ impl Config {
             ("max_backpressure", size(self.max_backpressure)),
             ("backpressure_policy", name(self.backpressure_policy)),
             ("write_delay_ms", int(u64::from(self.write_delay_ms))),
+            ("send_buffer", size(self.send_buffer)),
             ("publish_key", secret(&self.publish_key)),
             ("shutdown_timeout", int(u64::from(self.shutdown_timeout))),
             (

@@ -110,6 +110,8 @@ fn bad_values_name_the_variable() {
             "COMPRESSION_MIN_SIZE",
         ),
         (&["--write-delay-ms", "soon"][..], "WRITE_DELAY_MS"),
+        (&["--send-buffer", "100"][..], "SEND_BUFFER"),
+        (&["--send-buffer", "big"][..], "SEND_BUFFER"),
         (&["--shutdown-timeout", "soon"][..], "SHUTDOWN_TIMEOUT"),
         (&["--max-connections", "0"][..], "MAX_CONNECTIONS"),
         (&["--max-connections", "lots"][..], "MAX_CONNECTIONS"),

@@ -852,7 +852,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 26] = [
+pub const KNOB_VARS: [&str; 27] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -867,6 +867,7 @@ pub const KNOB_VARS: [&str; 26] = [
     "MAX_BACKPRESSURE",
     "BACKPRESSURE_POLICY",
     "WRITE_DELAY_MS",
+    "SEND_BUFFER",
     "PUBLISH_KEY",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
