@@ -70,14 +70,14 @@ impl Running {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if line.contains("wsd listening") {
-                        let v = Json::parse(&line).unwrap_or_else(|e| {
+                        let v = parse_json(&line).unwrap_or_else(|e| {
                             panic!("{ctx}: log line is not JSON ({e}): {line}")
                         });
                         let addr = match v
                             .get("addr")
                             .or_else(|| v.get("fields").and_then(|f| f.get("addr")))
                         {
-                            Some(Json::Str(a)) => a.clone(),
+                            Some(Json::String(a)) => a.clone(),
                             other => panic!("{ctx}: no fields.addr ({other:?}) in {line}"),
                         };
                         return addr
