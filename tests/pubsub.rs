@@ -933,9 +933,13 @@ fn hostile_but_valid_data_is_forwarded_or_refused_as_documented() {
         sub.subscribe("hostile");
         let deepest = nested(62);
         let objects = format!("{}1{}", r#"{"a":"#.repeat(62), "}".repeat(62));
+        // Numbers of any size are valid JSON and forwarded as written (docs/PROTOCOL.md).
+        let digits = format!("9{}", "1234567890".repeat(10_000));
         for data in [
             "1e999",
             "-1e999",
+            "1e999999",
+            &digits,
             "[1e999,{\"n\":123456789e123456789},-0.0000000000000000000000000001e-999]",
             "18446744073709551616123",
             &deepest,
@@ -1605,6 +1609,46 @@ fn post_publish_http_edges() {
         let resp = http_request(addr, "GET", "/publish", &[], b"");
         assert_eq!(resp.status, 405, "{ctx}: GET /publish: {resp:?}");
         sub.expect_silence(Duration::from_millis(100), "refused requests");
+    }
+}
+
+#[test]
+fn post_publish_takes_at_most_max_batch_items_and_says_so() {
+    let max = wsd::envelope::MAX_BATCH;
+    assert_eq!(max, 1000, "docs/OPERATIONS.md and the 400 message say 1000");
+    for backend in backends() {
+        let ctx = format!("[{backend}]");
+        let server = start_pubsub(backend, |cfg| cfg.max_payload = 1 << 20);
+        let addr = server.local_addr();
+        let mut sub = PsClient::connect(addr, format!("{ctx} subscriber"));
+        sub.subscribe("batch");
+        let body = |n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"topic":"batch","data":{i}}}"#))
+                .collect();
+            format!("[{}]", items.join(","))
+        };
+        let resp = post_publish(addr, None, body(max + 1).as_bytes());
+        assert_eq!(resp.status, 400, "{ctx}: {} items: {resp:?}", max + 1);
+        let text = resp.text();
+        assert!(
+            text.contains(&format!("holds {} publish objects", max + 1))
+                && text.contains(&format!("at most {max} per request")),
+            "{ctx}: the 400 must name the batch limit: {text}"
+        );
+        sub.expect_silence(
+            Duration::from_millis(100),
+            "a refused batch publishes nothing",
+        );
+        assert_eq!(
+            accepted(&post_publish(addr, None, body(max).as_bytes()), &ctx),
+            max as u64
+        );
+        let got = sub.messages(max, IO_TIMEOUT);
+        assert_eq!(
+            got.last().map(|r| r.data().to_owned()),
+            Some((max - 1).to_string())
+        );
     }
 }
 

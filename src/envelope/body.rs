@@ -12,7 +12,7 @@ use super::error::{EnvelopeError, ErrorKind};
 use super::json::{self, Scratch};
 use super::span::publish_items;
 
-/// Most items one `POST /publish` body may carry.
+/// Most items one `POST /publish` body may carry (named in [`ErrorKind::BatchTooLarge`]'s message).
 pub const MAX_BATCH: usize = 1000;
 
 /// Validates a `POST /publish` body and returns the byte range of each publish object in it.
@@ -33,7 +33,9 @@ pub fn split_publish_body(
     loaded?;
     match publish_items(body, buffers.structural_indexes()) {
         Some(Ok(items)) if items.is_empty() => Err(ErrorKind::EmptyBatch.into()),
-        Some(Ok(items)) if items.len() > MAX_BATCH => Err(ErrorKind::NotAPublishBody.into()),
+        Some(Ok(items)) if items.len() > MAX_BATCH => {
+            Err(ErrorKind::BatchTooLarge(items.len()).into())
+        }
         Some(Ok(items)) => Ok(items),
         Some(Err(index)) => Err(ErrorKind::BatchItemNotAnObject(index).into()),
         None => Err(ErrorKind::NotAPublishBody.into()),

@@ -134,6 +134,9 @@ pub enum ErrorKind {
     /// A `POST /publish` array with no item.
     #[error("the array holds no publish object")]
     EmptyBatch,
+    /// A `POST /publish` array with more items than [`crate::envelope::MAX_BATCH`].
+    #[error("the array holds {0} publish objects; at most 1000 per request")]
+    BatchTooLarge(usize),
     /// A `POST /publish` array item that is not an object.
     #[error("item {0} is not an object")]
     BatchItemNotAnObject(usize),
