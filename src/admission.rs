@@ -5,6 +5,9 @@
 //! - `UPGRADE_MAX_CONCURRENT`: connections accepted but not yet past their HTTP request
 //!   (upgraded, answered or dropped), process-wide: what a flood of slow handshakes can hold.
 //! - `MAX_CONNECTIONS_PER_IP`: connections open from one peer address (0: off).
+//! - `UPGRADE_MAX_CONCURRENT_PER_IP`: connections from one peer address accepted but not yet past
+//!   their HTTP request (0: off; on by default, well under `UPGRADE_MAX_CONCURRENT`), so one
+//!   address flooding half-sent upgrades cannot take every handshake slot from everyone else.
 //!
 //! A connection over a limit is answered `503 Service Unavailable` with `Retry-After` and a
 //! one-line reason naming the limit, written with one non-blocking `send` straight after
@@ -12,8 +15,8 @@
 //!
 //! The two process-wide counts are atomics in one cache line of their own, touched once when a
 //! connection is accepted, once when its handshake ends and once when it is released: never per
-//! message. The per-address counts live in a sharded table that exists only when the limit is
-//! on, so with `MAX_CONNECTIONS_PER_IP=0` admission costs no `getpeername` and no lock.
+//! message. The per-address counts live in sharded tables that exist only when their limit is
+//! on; with both per-address limits at 0 admission costs no `getpeername` and no lock.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -34,6 +37,7 @@ pub fn response(reason: RejectReason) -> &'static [u8] {
         RejectReason::MaxConnections => MAX_CONNECTIONS_RESPONSE,
         RejectReason::PerIp => PER_IP_RESPONSE,
         RejectReason::UpgradeConcurrent => UPGRADE_RESPONSE,
+        RejectReason::UpgradePerIp => UPGRADE_PER_IP_RESPONSE,
     }
 }
 
@@ -52,6 +56,10 @@ const UPGRADE_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 64\r\nConnection: close\r\n\
 Retry-After: 1\r\n\r\n\
 UPGRADE_MAX_CONCURRENT reached: too many handshakes in progress\n";
+const UPGRADE_PER_IP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 89\r\nConnection: close\r\n\
+Retry-After: 1\r\n\r\n\
+UPGRADE_MAX_CONCURRENT_PER_IP reached: too many handshakes in progress from your address\n";
 
 /// A peer address as the per-address table keys it: IPv4 as its IPv4-mapped IPv6 form, so a
 /// client counts once whether it reached an IPv4 or a dual-stack listener.
@@ -73,17 +81,32 @@ pub struct Admission {
     max_connections: usize,
     upgrade_max_concurrent: usize,
     per_ip: Option<PerIp>,
+    /// Unfinished handshakes per address (`UPGRADE_MAX_CONCURRENT_PER_IP`).
+    upgrading_per_ip: Option<PerIp>,
 }
 
 impl Admission {
     /// Limits of `max_connections` open connections, `upgrade_max_concurrent` unfinished
-    /// handshakes and `max_per_ip` connections per address (0: no per-address limit).
+    /// handshakes and `max_per_ip` connections per address (0: no per-address limit), without a
+    /// per-address handshake limit.
     pub fn new(max_connections: usize, upgrade_max_concurrent: usize, max_per_ip: usize) -> Self {
+        Admission::with_upgrade_per_ip(max_connections, upgrade_max_concurrent, max_per_ip, 0)
+    }
+
+    /// As [`Admission::new`], with at most `upgrade_per_ip` unfinished handshakes per address
+    /// (0: no such limit).
+    pub fn with_upgrade_per_ip(
+        max_connections: usize,
+        upgrade_max_concurrent: usize,
+        max_per_ip: usize,
+        upgrade_per_ip: usize,
+    ) -> Self {
         Admission {
             counts: Counts::default(),
             max_connections: max_connections.max(1),
             upgrade_max_concurrent: upgrade_max_concurrent.max(1),
             per_ip: (max_per_ip > 0).then(|| PerIp::new(max_per_ip)),
+            upgrading_per_ip: (upgrade_per_ip > 0).then(|| PerIp::new(upgrade_per_ip)),
         }
     }
 
@@ -108,9 +131,9 @@ impl Admission {
     }
 
     /// Admits the connection on `fd` or says which limit refuses it. An admitted connection
-    /// holds one slot of each limit until [`Admission::upgrade_done`] (the handshake slot) and
-    /// [`Admission::release`] (the others, and the handshake slot if still held); the returned
-    /// key (only with the per-address limit on) must be handed back to `release`.
+    /// holds one slot of each limit until [`Admission::upgrade_done`] (the handshake slots) and
+    /// [`Admission::release`] (the others, and the handshake slots if still held); the returned
+    /// key (only with a per-address limit on) must be handed back to both.
     pub fn admit(&self, fd: &OwnedFd) -> Result<Option<PeerKey>, RejectReason> {
         if !acquire(&self.counts.open, self.max_connections) {
             return Err(RejectReason::MaxConnections);
@@ -119,34 +142,50 @@ impl Admission {
             self.counts.open.fetch_sub(1, Ordering::Relaxed);
             return Err(RejectReason::UpgradeConcurrent);
         }
-        let Some(per_ip) = &self.per_ip else {
+        if self.per_ip.is_none() && self.upgrading_per_ip.is_none() {
             return Ok(None);
-        };
+        }
         // A socket whose peer is already gone has no address; it fails on its first read, so it
         // is admitted uncounted rather than answered.
         let Some(key) = peer_key(fd) else {
             return Ok(None);
         };
-        if per_ip.acquire(key) {
-            Ok(Some(key))
-        } else {
+        let undo = |per_ip_taken: bool| {
+            if per_ip_taken && let Some(per_ip) = &self.per_ip {
+                per_ip.release(key);
+            }
             self.counts.upgrading.fetch_sub(1, Ordering::Relaxed);
             self.counts.open.fetch_sub(1, Ordering::Relaxed);
-            Err(RejectReason::PerIp)
+        };
+        if let Some(per_ip) = &self.per_ip
+            && !per_ip.acquire(key)
+        {
+            undo(false);
+            return Err(RejectReason::PerIp);
         }
+        if let Some(upgrading) = &self.upgrading_per_ip
+            && !upgrading.acquire(key)
+        {
+            undo(true);
+            return Err(RejectReason::UpgradePerIp);
+        }
+        Ok(Some(key))
     }
 
     /// An admitted connection finished its HTTP request (upgraded, answered or dropped): its
-    /// handshake slot is free. Call at most once per connection.
-    pub fn upgrade_done(&self) {
+    /// handshake slots are free. Call at most once per connection, with the key `admit` gave.
+    pub fn upgrade_done(&self, peer: Option<PeerKey>) {
+        if let (Some(upgrading), Some(key)) = (&self.upgrading_per_ip, peer) {
+            upgrading.release(key);
+        }
         self.counts.upgrading.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// An admitted connection is gone: frees its slots. `upgrading` says whether it still held
-    /// its handshake slot; `peer` is what [`Admission::admit`] returned.
+    /// its handshake slots; `peer` is what [`Admission::admit`] returned.
     pub fn release(&self, peer: Option<PeerKey>, upgrading: bool) {
         if upgrading {
-            self.upgrade_done();
+            self.upgrade_done(peer);
         }
         if let (Some(per_ip), Some(key)) = (&self.per_ip, peer) {
             per_ip.release(key);
@@ -349,7 +388,7 @@ mod tests {
             (1, 1),
             "the refusal is undone"
         );
-        adm.upgrade_done();
+        adm.upgrade_done(key);
         adm.release(key, false);
         assert_eq!((adm.open(), adm.upgrading()), (0, 0));
 
@@ -357,7 +396,7 @@ mod tests {
         let first = adm.admit(&s1).unwrap();
         assert_eq!(first, None, "no address looked up with the limit off");
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradeConcurrent));
-        adm.upgrade_done();
+        adm.upgrade_done(None);
         let second = adm.admit(&s2).unwrap();
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradeConcurrent));
         adm.release(second, true);
@@ -369,5 +408,28 @@ mod tests {
         assert_eq!(adm.admit(&s2), Err(RejectReason::MaxConnections));
         adm.release(first, true);
         assert!(adm.admit(&s2).is_ok());
+
+        // One handshake per address: the second waits for the first to finish, and a refusal
+        // leaves the connection limits as they were.
+        let adm = Admission::with_upgrade_per_ip(4, 4, 0, 1);
+        let first = adm.admit(&s1).unwrap();
+        assert_eq!(first, Some(Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
+        assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
+        assert_eq!((adm.open(), adm.upgrading()), (1, 1));
+        adm.upgrade_done(first);
+        let second = adm.admit(&s2).unwrap();
+        assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
+        adm.release(second, true);
+        adm.release(first, false);
+        assert_eq!((adm.open(), adm.upgrading()), (0, 0));
+        assert_eq!(adm.upgrading_per_ip.as_ref().map(PerIp::entries), Some(0));
+
+        // Both per-address limits: a handshake refusal gives the connection slot back.
+        let adm = Admission::with_upgrade_per_ip(4, 4, 2, 1);
+        let first = adm.admit(&s1).unwrap();
+        assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
+        adm.release(first, true);
+        assert_eq!(adm.per_ip.as_ref().map(PerIp::entries), Some(0));
+        assert_eq!(adm.upgrading_per_ip.as_ref().map(PerIp::entries), Some(0));
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! # Admission
 //!
-//! Every accepted connection is checked against `MAX_CONNECTIONS`, `UPGRADE_MAX_CONCURRENT` and
-//! `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its worker allocates anything for it;
+//! Every accepted connection is checked against `MAX_CONNECTIONS`, `UPGRADE_MAX_CONCURRENT`,
+//! `UPGRADE_MAX_CONCURRENT_PER_IP` and `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its worker allocates anything for it;
 //! one over a limit gets `503` with `Retry-After` and is closed. `MAX_CONNECTIONS=auto` is the
 //! soft `RLIMIT_NOFILE` (which `wsd` raises to the hard limit first, [`crate::sys::raise_nofile_limit`])
 //! minus a margin; an explicit value above what the limit allows is logged as a warning.
@@ -283,10 +283,11 @@ impl Server {
             draining: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout.into()),
-            admission: Admission::new(
+            admission: Admission::with_upgrade_per_ip(
                 max_connections,
                 config.upgrade_max_concurrent,
                 config.max_connections_per_ip,
+                config.upgrade_max_concurrent_per_ip,
             ),
             drain: DrainStats::default(),
             wakers: wakers.clone(),

@@ -1,7 +1,7 @@
-//! Admission limits (`MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `UPGRADE_MAX_CONCURRENT`): past
-//! each, a new connection is answered 503 with `Retry-After` and a reason naming the limit, before
-//! the server allocates anything for it; clients under the limit still connect, and a slot frees
-//! when a client leaves. Every test runs on each backend.
+//! Admission limits (`MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `UPGRADE_MAX_CONCURRENT`,
+//! `UPGRADE_MAX_CONCURRENT_PER_IP`): past each, a new connection is answered 503 with `Retry-After`
+//! and a reason naming the limit, before the server allocates anything for it; clients under the
+//! limit still connect, and a slot frees when a client leaves. Every test runs on each backend.
 
 mod common;
 
@@ -245,5 +245,73 @@ fn upgrade_max_concurrent_counts_connections_that_have_not_upgraded() {
         assert_eq!(h.status, "ok", "{ctx}");
         poll(FREE_WITHIN, || (admission.upgrading() == 0).then_some(()))
             .unwrap_or_else(|| panic!("{ctx}: the /health request's slot not freed"));
+    }
+}
+
+/// `GET /health` on a new connection from `from`; the whole answer.
+fn health_from(addr: SocketAddr, from: IpAddr) -> HttpResponse {
+    let mut stream = tcp_from(addr, from);
+    let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    read_response(&mut stream).unwrap_or_else(|e| panic!("no answer to /health from {from}: {e}"))
+}
+
+#[test]
+fn half_sent_upgrades_from_one_address_do_not_lock_out_another_address() {
+    const FLOOD: usize = 1024;
+    for backend in backends() {
+        off_thread(move || {
+            // The defaults: UPGRADE_MAX_CONCURRENT 1024, UPGRADE_MAX_CONCURRENT_PER_IP 256.
+            let ctx = format!("[{backend}] defaults");
+            let server = start(backend, |_| {});
+            let addr = server.local_addr();
+            let admission = &server.shared().admission;
+            let flooder = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+            let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+            // As many half-sent upgrade requests as the process-wide limit, from one address.
+            let half = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n";
+            let flood: Vec<TcpStream> = (0..FLOOD)
+                .map(|_| {
+                    let mut s = tcp_from(addr, flooder);
+                    let _ = s.write_all(half);
+                    s
+                })
+                .collect();
+            let per_ip = wsd::config::DEFAULT_UPGRADE_MAX_CONCURRENT_PER_IP;
+            poll(FREE_WITHIN, || {
+                (rejected(&server, RejectReason::UpgradePerIp) == (FLOOD - per_ip) as u64)
+                    .then_some(())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{ctx}: expected {} refusals for UPGRADE_MAX_CONCURRENT_PER_IP, got {} \
+                     (handshakes pending {})",
+                    FLOOD - per_ip,
+                    rejected(&server, RejectReason::UpgradePerIp),
+                    admission.upgrading()
+                )
+            });
+            assert_eq!(admission.upgrading(), per_ip, "{ctx}: the flooder's share");
+            assert_eq!(
+                rejected(&server, RejectReason::UpgradeConcurrent),
+                0,
+                "{ctx}: the process-wide limit was never reached"
+            );
+            // The flooding address is refused, naming the per-address limit...
+            expect_refused(addr, Some(flooder), "UPGRADE_MAX_CONCURRENT_PER_IP", &ctx);
+            // ...while another address is served: /health, and a WebSocket client.
+            for i in 0..3 {
+                let h = health_from(addr, other);
+                assert_eq!(h.status, 200, "{ctx}: /health {i} from {other}: {h:?}");
+            }
+            let mut ws = upgrade(addr, Some(other))
+                .unwrap_or_else(|r| panic!("{ctx}: upgrade from {other} refused: {r:?}"));
+            echo_raw(&mut ws, "served during the flood", &ctx);
+            // The flood's slots free when it goes.
+            drop(flood);
+            poll(FREE_WITHIN, || (admission.upgrading() == 0).then_some(()))
+                .unwrap_or_else(|| panic!("{ctx}: the flood's handshake slots were not freed"));
+            let mut again = upgrade_when_free(addr, Some(flooder), &ctx);
+            echo_raw(&mut again, "the flooder's address after the flood", &ctx);
+        });
     }
 }

@@ -181,6 +181,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("max_connections", "\"lots\""),
         ("max_connections_per_ip", "-1"),
         ("upgrade_max_concurrent", "0"),
+        ("upgrade_max_concurrent_per_ip", "-1"),
         ("payload_limit_policy", "\"truncate\""),
         ("compression", "\"gzip\""),
         ("compression_min_size", "-5"),

@@ -16,8 +16,8 @@ pub mod print;
 use parse::{
     parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
     parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port,
-    parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_workers,
-    parse_write_delay_ms, parse_ws_path,
+    parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_upgrade_per_ip,
+    parse_workers, parse_write_delay_ms, parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -53,6 +53,9 @@ pub const MAX_WORKERS: usize = 1024;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u32 = 30;
 /// Default `UPGRADE_MAX_CONCURRENT`: connections accepted but not yet upgraded, process-wide.
 pub const DEFAULT_UPGRADE_MAX_CONCURRENT: usize = 1024;
+/// Default `UPGRADE_MAX_CONCURRENT_PER_IP`: a quarter of the process-wide handshake limit, far
+/// above what one honest client or NAT has in flight (handshakes finish in milliseconds).
+pub const DEFAULT_UPGRADE_MAX_CONCURRENT_PER_IP: usize = 256;
 /// File descriptors `MAX_CONNECTIONS=auto` leaves free below `RLIMIT_NOFILE` for listeners,
 /// rings, eventfds, logs and the occasional file.
 pub const FD_MARGIN: usize = 64;
@@ -347,6 +350,12 @@ pub struct Config {
     #[arg(long, env = "UPGRADE_MAX_CONCURRENT", default_value_t = DEFAULT_UPGRADE_MAX_CONCURRENT, value_parser = parse_upgrade_max_concurrent)]
     pub upgrade_max_concurrent: usize,
 
+    /// Most connections from one IP address accepted but not yet upgraded; beyond it new ones
+    /// from that address are answered 503. 0 turns the limit off. Default 256: one address
+    /// flooding slow handshakes cannot take every UPGRADE_MAX_CONCURRENT slot from the others.
+    #[arg(long, env = "UPGRADE_MAX_CONCURRENT_PER_IP", default_value_t = DEFAULT_UPGRADE_MAX_CONCURRENT_PER_IP, value_parser = parse_upgrade_per_ip)]
+    pub upgrade_max_concurrent_per_ip: usize,
+
     /// A message over MAX_PAYLOAD: `close` closes with 1009; `send` discards it as it streams in,
     /// answers an ERROR RESOURCE_EXHAUSTED envelope and keeps the connection.
     #[arg(
@@ -426,6 +435,7 @@ impl Default for Config {
             max_connections: MaxConnections::Auto,
             max_connections_per_ip: 0,
             upgrade_max_concurrent: DEFAULT_UPGRADE_MAX_CONCURRENT,
+            upgrade_max_concurrent_per_ip: DEFAULT_UPGRADE_MAX_CONCURRENT_PER_IP,
             payload_limit_policy: PayloadLimitPolicy::Close,
             compression: CompressionMode::Off,
             compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,

@@ -127,6 +127,15 @@ pub(super) fn parse_per_ip(s: &str) -> Result<usize, String> {
     }
 }
 
+pub(super) fn parse_upgrade_per_ip(s: &str) -> Result<usize, String> {
+    match usize::from_str(s.trim()) {
+        Ok(n) if n <= MAX_MAX_CONNECTIONS => Ok(n),
+        _ => Err(format!(
+            "must be a number of handshakes from 0 (off) to {MAX_MAX_CONNECTIONS}"
+        )),
+    }
+}
+
 pub(super) fn parse_upgrade_max_concurrent(s: &str) -> Result<usize, String> {
     match usize::from_str(s.trim()) {
         Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(n),

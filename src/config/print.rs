@@ -65,6 +65,10 @@ impl Config {
             ),
             ("max_connections_per_ip", size(self.max_connections_per_ip)),
             ("upgrade_max_concurrent", size(self.upgrade_max_concurrent)),
+            (
+                "upgrade_max_concurrent_per_ip",
+                size(self.upgrade_max_concurrent_per_ip),
+            ),
             ("payload_limit_policy", name(self.payload_limit_policy)),
             ("compression", name(self.compression)),
             ("compression_min_size", size(self.compression_min_size)),

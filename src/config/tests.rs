@@ -124,6 +124,10 @@ fn bad_values_name_the_variable() {
             "UPGRADE_MAX_CONCURRENT",
         ),
         (
+            &["--upgrade-max-concurrent-per-ip=-1"][..],
+            "UPGRADE_MAX_CONCURRENT_PER_IP",
+        ),
+        (
             &["--payload-limit-policy", "truncate"][..],
             "PAYLOAD_LIMIT_POLICY",
         ),

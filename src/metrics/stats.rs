@@ -22,14 +22,17 @@ pub enum RejectReason {
     PerIp,
     /// `UPGRADE_MAX_CONCURRENT` handshakes already in progress.
     UpgradeConcurrent,
+    /// `UPGRADE_MAX_CONCURRENT_PER_IP` handshakes already in progress from the peer's address.
+    UpgradePerIp,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 4] = [
         RejectReason::MaxConnections,
         RejectReason::PerIp,
         RejectReason::UpgradeConcurrent,
+        RejectReason::UpgradePerIp,
     ];
 
     /// The reason as a metric label and in the 503 body.
@@ -38,6 +41,7 @@ impl RejectReason {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::PerIp => "max_connections_per_ip",
             RejectReason::UpgradeConcurrent => "upgrade_max_concurrent",
+            RejectReason::UpgradePerIp => "upgrade_max_concurrent_per_ip",
         }
     }
 }
@@ -75,7 +79,7 @@ pub struct WorkerStats {
     /// Connections closed with 1001 after IDLE_TIMEOUT of silence.
     pub idle_closes: AtomicU64,
     /// Connections refused with 503 before allocation, indexed like [`RejectReason::ALL`].
-    pub rejected: [AtomicU64; 3],
+    pub rejected: [AtomicU64; 4],
     /// Handshakes and plain requests answered with an error status, indexed like
     /// [`HANDSHAKE_STATUSES`].
     pub handshake_failures: [AtomicU64; HANDSHAKE_STATUSES.len()],

@@ -99,7 +99,8 @@ impl<A: App> State<A> {
         }
         if was_handshaking && !conn.proto.is_handshaking() {
             // Upgraded, answered or refused: the handshake slot is free.
-            self.shared.admission.upgrade_done();
+            let peer = self.peers.get(token.index as usize).copied().flatten();
+            self.shared.admission.upgrade_done(peer);
             if conn.proto.is_open() && self.budget.idle_timeout > 0 {
                 self.idle.schedule(token, self.second + 1);
             }

@@ -852,7 +852,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 27] = [
+pub const KNOB_VARS: [&str; 28] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -873,6 +873,7 @@ pub const KNOB_VARS: [&str; 27] = [
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "UPGRADE_MAX_CONCURRENT",
+    "UPGRADE_MAX_CONCURRENT_PER_IP",
     "PAYLOAD_LIMIT_POLICY",
     "COMPRESSION",
     "COMPRESSION_MIN_SIZE",
