@@ -90,8 +90,10 @@ declare -A PEER_CRATE=([tungstenite]="$LT_DIR/peers/tungstenite-echo" [fastwebso
 # server_cmd NAME APP -> the command line (an array in CMD) that starts NAME with application APP (echo|pubsub).
 server_cmd() {
     case $1 in
-        wsd) CMD=(env "PORT=${PORT[wsd]}" CLUSTER_WORKERS=1 "WSD_APP=$2" "$WSD_BIN") ;;
-        wsd-base) CMD=(env "PORT=${PORT[wsd-base]}" CLUSTER_WORKERS=1 "WSD_APP=$2" "$WSD_BASE_BIN") ;;
+        # UPGRADE_MAX_CONCURRENT_PER_IP=0: the load generator opens up to 1,000 connections at once
+        # from one address, past the default per-address handshake share (256).
+        wsd) CMD=(env "PORT=${PORT[wsd]}" CLUSTER_WORKERS=1 "WSD_APP=$2" UPGRADE_MAX_CONCURRENT_PER_IP=0 "$WSD_BIN") ;;
+        wsd-base) CMD=(env "PORT=${PORT[wsd-base]}" CLUSTER_WORKERS=1 "WSD_APP=$2" UPGRADE_MAX_CONCURRENT_PER_IP=0 "$WSD_BASE_BIN") ;;
         tungstenite) CMD=(env "PORT=${PORT[tungstenite]}" "$LT_DIR/peers/tungstenite-echo/target/release/tungstenite-echo") ;;
         fastwebsockets) CMD=(env "PORT=${PORT[fastwebsockets]}" "$LT_DIR/peers/fastwebsockets-echo/target/release/fastwebsockets-echo") ;;
         bun) CMD=(env "PORT=${PORT[bun]}" "APP=$2" "$BUN" "$LT_DIR/peers/bun/server.js") ;;
