@@ -28,6 +28,7 @@
 //! - [`metrics`]: the per-worker counters, what the worker tallies, and the `/metrics` exposition.
 //! - [`config`]: every knob, from flags, environment and a TOML file, validated at start.
 //! - [`sys`]: process-wide OS settings: allowed CPUs and pinning, `RLIMIT_NOFILE`, THP.
+//! - [`tls`]: native TLS (rustls), a sans-IO layer between a driver and the protocol core.
 //! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
 
 #![deny(unsafe_code)]
@@ -47,6 +48,7 @@ pub mod server;
 pub mod state;
 pub mod sys;
 pub mod table;
+pub mod tls;
 #[allow(unsafe_code)] // the io_uring driver: every unsafe block has its `// SAFETY:` line
 pub mod uring;
 pub mod worker;
