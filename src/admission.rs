@@ -285,9 +285,23 @@ impl PerIp {
 /// close sends a FIN rather than a reset that could make the client drop the answer unread.
 /// Best effort: a client that has not read its answer before sending more may still see a reset.
 pub fn refuse(fd: OwnedFd, reason: RejectReason) {
+    answer_and_close(fd, response(reason));
+}
+
+/// A fatal `internal_error` alert in a plaintext TLS record: what a refused connection gets when
+/// every listener speaks TLS. A 503 would need a handshake first, the CPU a full server should not
+/// spend on a connection it refuses; clients report the alert as a TLS error.
+pub const TLS_REFUSAL_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80];
+
+/// [`refuse`] for a TLS listener: the alert instead of the 503.
+pub fn refuse_tls(fd: OwnedFd) {
+    answer_and_close(fd, &TLS_REFUSAL_ALERT);
+}
+
+fn answer_and_close(fd: OwnedFd, answer: &[u8]) {
     use rustix::net::{RecvFlags, SendFlags, Shutdown};
     let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-    let _ = rustix::net::send(&fd, response(reason), flags);
+    let _ = rustix::net::send(&fd, answer, flags);
     let _ = rustix::net::shutdown(&fd, Shutdown::Write);
     let mut sink = [0u8; 2048];
     for _ in 0..4 {

@@ -1,14 +1,15 @@
 //! The `wsd` daemon: read the configuration (flags, environment, `--config` file), start the
-//! workers, drain on SIGTERM/SIGINT.
+//! workers, drain on SIGTERM/SIGINT, reload the TLS certificate on SIGHUP.
 //!
 //! Exit status: 0 after a drain (whether or not `SHUTDOWN_TIMEOUT` cut it short: the timeout is
 //! the configured bound, and the end-of-drain log line counts what it dropped); 128 + the signal
 //! number (130, 143) when a second signal ends the drain at once; 1 when the server cannot start,
-//! or when a worker's event loop fails (the other workers drain first); 2 for an invalid setting.
+//! or when a worker's event loop fails (the other workers drain first); 2 for an invalid setting
+//! (including an unusable `SSL_CERT`, `SSL_KEY` or `SSL_CLIENT_CA`).
 
 use std::process::ExitCode;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 use wsd::config::Config;
@@ -42,11 +43,35 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(&config) {
         Ok(server) => server,
+        Err(e @ wsd::server::StartError::Tls(_)) => {
+            // A bad setting, like any other: exit 2, naming the variable.
+            eprintln!("wsd: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("wsd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(tls) = server.shared().tls.clone() {
+        match Signals::new([SIGHUP]) {
+            Ok(mut hup) => {
+                std::thread::spawn(move || {
+                    for _ in hup.forever() {
+                        // New handshakes get the new certificate; established sessions keep
+                        // theirs; a bad file leaves the current one in place.
+                        match tls.reload() {
+                            Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                            Err(e) => {
+                                error!(error = %e, "SIGHUP: TLS reload failed, keeping the current certificate")
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot install the SIGHUP handler: no TLS reload"),
+        }
+    }
     let stop = server.stop_handle();
     std::thread::spawn(move || {
         let mut received = signals.forever();

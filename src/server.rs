@@ -62,6 +62,9 @@ pub enum StartError {
     /// `WSD_IO=uring` was asked for but io_uring is unavailable.
     #[error("WSD_IO=uring but io_uring cannot be set up: {0}")]
     Uring(io::Error),
+    /// `SSL_CERT`, `SSL_KEY` or `SSL_CLIENT_CA` is unusable (`wsd` exits 2).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A worker failed while setting up its event loop.
     #[error("worker {id} failed to start: {source}")]
     Worker {
@@ -235,6 +238,7 @@ impl Server {
             relay_wake: config.relay_wake,
             ..uring
         };
+        let tls = crate::tls::Tls::from_files(&config.tls_files())?;
         let backend = choose_backend(config.io)?;
         let workers = config.cluster_workers.resolve();
         let requested = SocketAddr::new(config.host, config.port);
@@ -291,6 +295,7 @@ impl Server {
             ),
             drain: DrainStats::default(),
             wakers: wakers.clone(),
+            tls,
         });
         let limits = Arc::new(Limits {
             max_payload: config.max_payload,
@@ -379,7 +384,8 @@ impl Server {
             AppKind::Echo => "echo",
             AppKind::Pubsub => "pubsub",
         };
-        info!(%addr, workers, io = %backend, app, max_connections, "wsd listening");
+        let tls = server.shared.tls.is_some();
+        info!(%addr, workers, io = %backend, app, max_connections, tls, "wsd listening");
         Ok(server)
     }
 

@@ -36,6 +36,8 @@ pub struct Shared {
     pub drain: DrainStats,
     /// Every worker's waker, indexed by worker id.
     pub(crate) wakers: Vec<Waker>,
+    /// TLS on every connection (`SSL_CERT`, `SSL_KEY`); `None`: plain.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }
 
 impl Shared {

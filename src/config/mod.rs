@@ -15,9 +15,9 @@ pub mod print;
 
 use parse::{
     parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
-    parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_per_ip, parse_port,
-    parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_upgrade_per_ip,
-    parse_workers, parse_write_delay_ms, parse_ws_path,
+    parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_path, parse_per_ip,
+    parse_port, parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent,
+    parse_upgrade_per_ip, parse_workers, parse_write_delay_ms, parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -393,6 +393,20 @@ pub struct Config {
     #[arg(long, env = "WSD_RELAY_WAKE", default_value = "eventfd", value_enum)]
     pub relay_wake: RelayWake,
 
+    /// PEM certificate chain (server certificate first). With SSL_KEY, every listener speaks TLS
+    /// (wss://, https://): TLS 1.3 and 1.2, ALPN http/1.1. Re-read on SIGHUP.
+    #[arg(long, env = "SSL_CERT", value_name = "FILE", value_parser = parse_path)]
+    pub ssl_cert: Option<PathBuf>,
+
+    /// PEM private key of SSL_CERT's certificate (PKCS#8, SEC1 or PKCS#1). Re-read on SIGHUP.
+    #[arg(long, env = "SSL_KEY", value_name = "FILE", value_parser = parse_path)]
+    pub ssl_key: Option<PathBuf>,
+
+    /// PEM CA certificates for mutual TLS: every client must present a certificate that chains
+    /// to one of them (its subject is the connection's identity when no JWT is configured).
+    #[arg(long, env = "SSL_CLIENT_CA", value_name = "FILE", value_parser = parse_path)]
+    pub ssl_client_ca: Option<PathBuf>,
+
     /// Testing only, not a knob (no flag, variable or file key): how long a client may take to
     /// finish its upgrade request. Tests that start a server through the library shorten it so
     /// they need not wait the production value out.
@@ -442,6 +456,9 @@ impl Default for Config {
             metrics_key: None,
             log_format: LogFormat::Auto,
             relay_wake: RelayWake::DEFAULT,
+            ssl_cert: None,
+            ssl_key: None,
+            ssl_client_ca: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             close_timeout: CLOSE_TIMEOUT,
         }
@@ -449,6 +466,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The TLS files this configuration names (none: plain `ws://`).
+    pub fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            cert: self.ssl_cert.clone(),
+            key: self.ssl_key.clone(),
+            client_ca: self.ssl_client_ca.clone(),
+        }
+    }
+
     /// Parses flags, environment and the configuration file; prints help, version or
     /// (`--print-config`) the effective configuration and exits 0, or prints one line naming the
     /// bad variable or file key and exits 2. Also returns warnings to log once logging is set up.

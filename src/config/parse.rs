@@ -27,6 +27,13 @@ pub(super) fn parse_workers(s: &str) -> Result<Workers, String> {
     }
 }
 
+pub(super) fn parse_path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("must be a file path".to_owned());
+    }
+    Ok(std::path::PathBuf::from(s))
+}
+
 pub(super) fn parse_ws_path(s: &str) -> Result<String, String> {
     let ok = s.starts_with('/')
         && s.len() <= 1024

@@ -75,8 +75,18 @@ impl Config {
             ("metrics_key", secret(&self.metrics_key)),
             ("log_format", name(self.log_format)),
             ("wsd_relay_wake", name(self.relay_wake)),
+            ("ssl_cert", path(&self.ssl_cert)),
+            ("ssl_key", path(&self.ssl_key)),
+            ("ssl_client_ca", path(&self.ssl_client_ca)),
         ]
     }
+}
+
+/// A file path knob's value (`None`: unset).
+fn path(value: &Option<std::path::PathBuf>) -> Option<Value> {
+    value
+        .as_ref()
+        .map(|p| Value::String(p.to_string_lossy().into_owned()))
 }
 
 /// An enumerated knob's value as its flag spelling (`drop-newest`).

@@ -395,11 +395,21 @@ fn process(
 /// `rest` must be the input not yet used up: rustls keeps positions in it from call to call (a
 /// handshake message joined from several records), so any other slice may be out of its range.
 fn flush_alert(conn: &mut UnbufferedServerConnection, rest: &mut [u8], pending: &mut Vec<u8>) {
-    // One call only: a queued alert comes out before any input is looked at again, while a
-    // second call would go over the bad input again (and alert twice).
-    let UnbufferedStatus { state, .. } = conn.process_tls_records(rest);
-    if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
-        let _ = encode(&mut e, pending);
+    // Only while records are queued (what came before the failure, then the alert): with none,
+    // rustls would go over the bad input again (and alert twice).
+    for _ in 0..16 {
+        if !conn.wants_write() {
+            return;
+        }
+        let UnbufferedStatus { state, .. } = conn.process_tls_records(rest);
+        match state {
+            Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                if encode(&mut e, pending).is_err() {
+                    return;
+                }
+            }
+            _ => return,
+        }
     }
 }
 

@@ -174,6 +174,7 @@ pub fn pubsub_app(
         admission: crate::admission::Admission::new(1 << 20, 1 << 20, 0),
         drain: crate::state::DrainStats::default(),
         wakers: vec![waker.clone()],
+        tls: None,
     });
     let relay = Arc::new(crate::pubsub::relay::Relay::new(vec![waker]));
     let config = Arc::new(crate::pubsub::PubSubConfig {

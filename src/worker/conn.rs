@@ -47,13 +47,15 @@ pub(super) struct Conn {
     pub(super) dirty: bool,
     /// Listed in `held`: published messages wait for the write delay.
     pub(super) held: bool,
+    /// The TLS session (`SSL_CERT` set); `None` on a plain connection.
+    pub(super) tls: Option<Box<crate::tls::TlsSession>>,
 }
 
 // Connection state is per-connection memory (docs/STYLE.md: state is a budget): 56 bytes of
 // protocol state, 80 of out-queue (owned tail, shared parts and their drop flags), the in-flight
 // length, the close phase and flags. With the driver's socket state this stays far inside the
 // 0.5 KiB per idle connection goal.
-const _: () = assert!(size_of::<Conn>() <= 152);
+const _: () = assert!(size_of::<Conn>() <= 160);
 
 impl Conn {
     /// A connection in state `proto` whose peer was last heard from at worker second `now`.
@@ -68,7 +70,13 @@ impl Conn {
             paused: false,
             dirty: false,
             held: false,
+            tls: None,
         }
+    }
+
+    /// Whether anything is owed to the peer (plaintext queued, or TLS records the session made).
+    pub(super) fn owes(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.pending_len() > 0)
     }
 
     /// Bytes queued for the peer: in the out-queue and in flight.

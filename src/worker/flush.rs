@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use tracing::debug;
+
 use crate::app::App;
 use crate::io::Driver;
 use crate::metrics::add;
@@ -11,7 +13,7 @@ use crate::proto::CloseCode;
 
 use super::backpressure::{SlabDeliver, pause_reads_if_over};
 use super::conn::Phase;
-use super::{State, outqueue};
+use super::{State, outqueue, tls};
 
 impl<A: App> State<A> {
     /// Lets the application deliver what it deferred this turn.
@@ -57,8 +59,18 @@ impl<A: App> State<A> {
             if conn.is_closed() {
                 continue;
             }
-            let drained = conn.sending == 0 && conn.out.is_empty();
+            let mut drained = conn.sending == 0 && !conn.owes();
             let lingering = matches!(conn.phase, Phase::Lingering { .. });
+            if drained
+                && lingering
+                && let Some(session) = conn.tls.as_mut()
+                && !session.close_notify_sent()
+            {
+                // TLS: close_notify after the last data (and the WebSocket close), then the
+                // socket closes once it is sent.
+                session.close_notify();
+                drained = session.pending_len() == 0;
+            }
             if conn.phase == Phase::Aborting || (drained && lingering) {
                 if conn.proto.is_open() {
                     // Upgraded, and no close frame either way: the connection just ended.
@@ -76,10 +88,26 @@ impl<A: App> State<A> {
                 // not when a write delay ends.
                 conn.held = false;
             }
-            if conn.sending == 0 && !conn.out.is_empty() {
-                conn.sending = u32::try_from(conn.out.len()).unwrap_or(u32::MAX);
-                add(&stats.bytes_out, conn.out.len() as u64);
-                driver.send(token, conn.out.take());
+            if conn.sending == 0 && conn.owes() {
+                // The budget counts plaintext (`tls` module); a send of TLS records alone counts 1.
+                conn.sending = u32::try_from(conn.out.len().max(1)).unwrap_or(u32::MAX);
+                let mut out = conn.out.take();
+                if let Some(session) = conn.tls.as_mut() {
+                    match tls::seal(session, out, &mut self.pool) {
+                        Ok(sealed) => out = sealed,
+                        Err(e) => {
+                            debug!(worker = self.id, error = %e, "TLS encryption failed");
+                            conn.sending = 0;
+                            conn.phase = Phase::Closed;
+                            self.queued.set(token, 0);
+                            driver.close(token);
+                            self.app.on_close(token);
+                            continue;
+                        }
+                    }
+                }
+                add(&stats.bytes_out, out.len() as u64);
+                driver.send(token, out);
                 self.sends += 1;
             } else if drained && conn.closing() && self.drain.is_some() {
                 // Draining: the close frame (behind the queued data) is sent; now the peer has

@@ -35,14 +35,29 @@ impl<A: App> State<A> {
                     limit = reason.as_str(),
                     "connection refused with 503"
                 );
-                admission::refuse(fd, reason);
+                if self.shared.tls.is_some() {
+                    admission::refuse_tls(fd);
+                } else {
+                    admission::refuse(fd, reason);
+                }
                 return;
             }
         };
         if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY failed");
         }
-        let token = self.conns.insert(Conn::new(Connection::new(), self.second));
+        let mut conn = Conn::new(Connection::new(), self.second);
+        if let Some(tls) = &self.shared.tls {
+            match tls.session() {
+                Ok(session) => conn.tls = Some(Box::new(session)),
+                Err(e) => {
+                    debug!(error = %e, "cannot start a TLS session");
+                    self.shared.admission.release(peer, true);
+                    return;
+                }
+            }
+        }
+        let token = self.conns.insert(conn);
         if let Some(peer) = peer {
             let index = token.index as usize;
             if self.peers.len() <= index {
@@ -68,6 +83,19 @@ impl<A: App> State<A> {
         }
         conn.last_rx = self.second;
         conn.pinged = false;
+        if conn.tls.is_some() {
+            self.on_ciphertext(token, bytes, false);
+        } else {
+            self.on_plaintext(token, bytes);
+        }
+    }
+
+    /// Plaintext input (from the socket, or from the TLS session): to the protocol core.
+    pub(super) fn on_plaintext(&mut self, token: Token, bytes: &mut [u8]) {
+        let stats = &self.shared.workers[self.id];
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let was_handshaking = conn.proto.is_handshaking();
         conn.out.provision(&mut self.pool);
         let queued_before = conn.out.len();

@@ -25,6 +25,7 @@ mod input;
 mod outqueue;
 mod slab;
 mod timers;
+mod tls;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -126,6 +127,10 @@ struct State<A> {
     sends: u64,
     /// The plain HTTP routes.
     routes: Routes,
+    /// TLS handshake steps of this turn and handshakes waiting for a later one.
+    handshakes_tls: tls::Handshakes,
+    /// Plaintext of the TLS read being handled (one per worker, reused).
+    plaintext: Vec<u8>,
 }
 
 /// A worker: its driver and its state.
@@ -172,6 +177,8 @@ impl<D: Driver, A: App> Worker<D, A> {
                 wakes: Vec::new(),
                 sends: 0,
                 routes: Routes::default(),
+                handshakes_tls: tls::Handshakes::default(),
+                plaintext: Vec::new(),
             },
         }
     }
@@ -190,7 +197,9 @@ impl<D: Driver, A: App> Worker<D, A> {
         loop {
             let timeout = self.state.sleep_for();
             let state = &mut self.state;
+            state.handshakes_tls.new_turn();
             self.driver.turn(timeout, |event| state.on_event(event))?;
+            self.state.step_waiting_handshake();
             self.state.now = Instant::now();
             let elapsed = self.state.now.duration_since(self.state.started).as_secs();
             self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
@@ -231,6 +240,9 @@ impl<A: App> State<A> {
         .into_iter()
         .flatten()
         .min();
+        if self.handshakes_tls.any_waiting() {
+            return Duration::ZERO;
+        }
         match next {
             Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_SLEEP),
             None => MAX_SLEEP,
@@ -255,7 +267,8 @@ impl<A: App> State<A> {
                         conn.abort();
                     }
                     let settled = conn.phase == Phase::Open && !conn.paused;
-                    if settled && (conn.out.is_empty() || conn.held) {
+                    let tls_owed = conn.tls.as_ref().is_some_and(|t| t.pending_len() > 0);
+                    if settled && !tls_owed && (conn.out.is_empty() || conn.held) {
                         // Nothing is owed now: what is left, if anything, is published messages
                         // held for the write delay, flushed when it ends.
                         self.queued.set(token, conn.out.len());

@@ -852,7 +852,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 28] = [
+pub const KNOB_VARS: [&str; 31] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -880,6 +880,9 @@ pub const KNOB_VARS: [&str; 28] = [
     "METRICS_KEY",
     "LOG_FORMAT",
     "WSD_RELAY_WAKE",
+    "SSL_CERT",
+    "SSL_KEY",
+    "SSL_CLIENT_CA",
     "WSD_CONFIG",
 ];
 
