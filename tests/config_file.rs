@@ -188,6 +188,9 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("metrics_key", "\"\""),
         ("log_format", "\"xml\""),
         ("wsd_relay_wake", "\"signal\""),
+        ("ssl_cert", "\"\""),
+        ("ssl_key", "\"\""),
+        ("ssl_client_ca", "\"\""),
     ];
     let keys = knob_keys();
     let covered: Vec<String> = bad.iter().map(|(k, _)| (*k).to_owned()).collect();

@@ -10,6 +10,10 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Command,
+    /// For wss:// targets: a PEM file of certificates to trust (the server's test certificate;
+    /// its subjectAltName must match the URL's host). Every connection makes a full handshake.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -26,7 +30,7 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct EchoArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    /// Target, e.g. ws://127.0.0.1:9001/ws or wss://127.0.0.1:9001/ws with --ca (loopback only).
     #[arg(long)]
     pub url: String,
     /// Concurrent connections.
@@ -83,7 +87,7 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
 
 #[derive(Args)]
 pub struct ConnectArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    /// Target, e.g. ws://127.0.0.1:9001/ws or wss://127.0.0.1:9001/ws with --ca (loopback only).
     #[arg(long)]
     pub url: String,
     /// Connections to open and hold.
@@ -112,7 +116,7 @@ pub struct ConnectArgs {
 
 #[derive(Args)]
 pub struct FanoutArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback addresses only).
+    /// Target, e.g. ws://127.0.0.1:9001/ws or wss://127.0.0.1:9001/ws with --ca (loopback only).
     #[arg(long)]
     pub url: String,
     /// Subscriber connections; subscriber i subscribes to topic t<i % topics>.

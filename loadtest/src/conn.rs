@@ -1,15 +1,15 @@
 //! One client connection: non-blocking connect, HTTP upgrade, then re-sending the prebuilt frames and counting echoes (edge-triggered I/O).
 
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags, recv, send};
 
 use crate::frame::ServerFrameParser;
 use crate::stats::{LatencyFifo, Stats};
-use crate::upgrade::{Upgrade, connect_result, open_socket};
+use crate::sock::Sock;
+use crate::upgrade::{Upgrade, connect_result};
+use crate::url::Target;
 
 /// Bytes shared by all connections, built once at start.
 pub struct Shared<'a> {
@@ -51,7 +51,7 @@ pub enum Fail {
 
 /// One WebSocket client connection.
 pub struct Conn {
-    fd: OwnedFd,
+    fd: Sock,
     state: State,
     upgrade: Upgrade,
     parser: ServerFrameParser,
@@ -88,11 +88,11 @@ impl SendQueue {
 impl Conn {
     /// Creates a non-blocking TCP socket and starts connecting to `addr`.
     pub fn open(
-        addr: SocketAddr,
+        target: &Target,
         parser: ServerFrameParser,
         in_flight: usize,
     ) -> Result<Self, Fail> {
-        let fd = open_socket(addr).map_err(Fail::Connect)?;
+        let fd = Sock::open(target).map_err(Fail::Connect)?;
         Ok(Self {
             fd,
             state: State::Connecting,
@@ -104,7 +104,7 @@ impl Conn {
     }
 
     pub fn fd(&self) -> &OwnedFd {
-        &self.fd
+        self.fd.fd()
     }
 
     pub fn state(&self) -> State {
@@ -123,7 +123,7 @@ impl Conn {
             if !(readable || writable) {
                 return Ok(());
             }
-            connect_result(&self.fd).map_err(Fail::Connect)?;
+            connect_result(self.fd.fd()).map_err(Fail::Connect)?;
             self.state = State::Upgrading;
             self.send_request(sh.request)?;
         } else if self.state == State::Upgrading && writable {
@@ -155,15 +155,15 @@ impl Conn {
 
     fn send_request(&mut self, request: &[u8]) -> Result<(), Fail> {
         self.upgrade
-            .send_request(&self.fd, request)
+            .send_request(&mut self.fd, request)
             .map_err(Fail::Connect)
     }
 
     /// Reads until the socket is drained (a short read means drained: the next arrival raises a new edge).
     fn read(&mut self, sh: &mut Shared<'_>, stats: &mut Stats) -> Result<(), Fail> {
         loop {
-            let n = match recv(&self.fd, &mut *sh.read_buf, RecvFlags::empty()) {
-                Ok((n, _)) => n,
+            let n = match self.fd.recv(&mut *sh.read_buf) {
+                Ok(n) => n,
                 Err(Errno::AGAIN) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e) => {
@@ -263,9 +263,14 @@ impl Conn {
 
     /// Writes queued frames from the prebuilt batch until done or the socket is full.
     fn flush(&mut self, sh: &Shared<'_>) -> Result<(), Fail> {
+        match self.fd.flush_tls() {
+            Ok(()) => {}
+            Err(Errno::AGAIN) => return Ok(()),
+            Err(e) => return Err(Fail::Closed(format!("send: {e}"))),
+        }
         while self.send.queued > 0 {
             let chunk = self.unsent(sh.batch, sh.frame_len);
-            match send(&self.fd, chunk, SendFlags::NOSIGNAL) {
+            match self.fd.send(chunk) {
                 Ok(w) => {
                     let short = w < chunk.len();
                     self.wrote(w, sh.frame_len);

@@ -7,11 +7,11 @@ use hdrhistogram::Histogram;
 use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, recv};
 
 use crate::proc::{cpu_seconds, rss};
 use crate::stats::ns_histogram;
-use crate::upgrade::{Upgrade, connect_result, open_socket};
+use crate::sock::Sock;
+use crate::upgrade::{Upgrade, connect_result};
 use crate::url::{Target, upgrade_request};
 
 /// What to run.
@@ -54,12 +54,12 @@ pub struct Outcome {
 
 enum Slot {
     Pending {
-        fd: OwnedFd,
+        fd: Sock,
         upgrade: Upgrade,
         started: Instant,
         tcp_done: bool,
     },
-    Open(OwnedFd),
+    Open(Sock),
     Gone,
 }
 
@@ -102,8 +102,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     loop {
         while slots.len() < cfg.connections && in_flight < cfg.concurrency {
             let idx = slots.len() as u64;
-            let opened = open_socket(cfg.target.addr).and_then(|fd| {
-                epoll::add(&ep, &fd, epoll::EventData::new_u64(idx), flags)
+            let opened = Sock::open(&cfg.target).and_then(|fd| {
+                epoll::add(&ep, fd.fd(), epoll::EventData::new_u64(idx), flags)
                     .map(|()| fd)
                     .map_err(|e| format!("epoll_ctl: {e}"))
             });
@@ -213,7 +213,7 @@ fn step(slot: &mut Slot, request: &[u8], buf: &mut [u8]) -> Result<Option<Durati
             tcp_done,
         } => {
             if !*tcp_done {
-                connect_result(fd)?;
+                connect_result(fd.fd())?;
                 *tcp_done = true;
             }
             upgrade.send_request(fd, request)?;
@@ -244,11 +244,11 @@ fn step(slot: &mut Slot, request: &[u8], buf: &mut [u8]) -> Result<Option<Durati
 }
 
 /// Reads once: `Ok(0)` when nothing is available, an error on EOF or failure.
-fn read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, String> {
+fn read(fd: &mut Sock, buf: &mut [u8]) -> Result<usize, String> {
     loop {
-        return match recv(fd, &mut *buf, RecvFlags::empty()) {
-            Ok((0, _)) => Err("server closed the connection".into()),
-            Ok((n, _)) => Ok(n),
+        return match fd.recv(&mut *buf) {
+            Ok(0) => Err("server closed the connection".into()),
+            Ok(n) => Ok(n),
             Err(Errno::AGAIN) => Ok(0),
             Err(Errno::INTR) => continue,
             Err(e) => Err(format!("recv: {e}")),

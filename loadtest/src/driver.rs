@@ -143,7 +143,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     let parser = ServerFrameParser::new(opcode, cfg.size as u64).with_deflate(cfg.compression);
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(cfg.connections);
     for i in 0..cfg.connections {
-        let conn = Conn::open(cfg.target.addr, parser.clone(), cfg.in_flight).and_then(|c| {
+        let conn = Conn::open(&cfg.target, parser.clone(), cfg.in_flight).and_then(|c| {
             epoll::add(&ep, c.fd(), epoll::EventData::new_u64(i as u64), flags)
                 .map(|()| c)
                 .map_err(|e| Fail::Connect(format!("epoll_ctl: {e}")))

@@ -10,6 +10,7 @@ mod frame;
 mod inflate;
 mod proc;
 mod report;
+mod sock;
 mod stats;
 mod upgrade;
 #[allow(unsafe_code)] // the io_uring driver: every block has its SAFETY line
@@ -23,7 +24,14 @@ use clap::Parser;
 use cli::{Cli, Command, ConnectArgs, EchoArgs, FanoutArgs};
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().cmd {
+    let cli = Cli::parse();
+    if let Some(ca) = &cli.ca
+        && let Err(e) = sock::set_ca(ca)
+    {
+        eprintln!("wsd-loadtest: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.cmd {
         Command::Echo(args) => echo(&args),
         Command::Connect(args) => connect(&args),
         Command::Fanout(args) => fanout_cmd(&args),
@@ -41,6 +49,9 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
     let target = url::parse(&args.url)?;
     if args.duration.is_zero() {
         return Err("--duration must be greater than 0".into());
+    }
+    if target.tls && args.io == driver::Io::Uring {
+        return Err("wss:// runs with --io epoll (the io_uring mode sends the frames as they are)".into());
     }
     check_nofile(u64::from(args.connections))?;
     let cfg = driver::Config {

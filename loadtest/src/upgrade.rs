@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, SendFlags, SocketFlags, SocketType, connect, send, socket_with, sockopt,
+    AddressFamily, SocketFlags, SocketType, connect, socket_with, sockopt,
 };
 
 use crate::url::WS_ACCEPT;
@@ -52,9 +52,17 @@ pub struct Upgrade {
 
 impl Upgrade {
     /// Sends what remains of `request` until done or the socket is full.
-    pub fn send_request(&mut self, fd: &OwnedFd, request: &[u8]) -> Result<(), String> {
+    pub fn send_request(
+        &mut self,
+        sock: &mut crate::sock::Sock,
+        request: &[u8],
+    ) -> Result<(), String> {
+        match sock.flush_tls() {
+            Ok(()) | Err(Errno::AGAIN) => {}
+            Err(e) => return Err(format!("sending TLS records: {e}")),
+        }
         while let Some(rest) = request.get(self.sent..).filter(|r| !r.is_empty()) {
-            match send(fd, rest, SendFlags::NOSIGNAL) {
+            match sock.send(rest) {
                 Ok(n) => self.sent += n,
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => {}

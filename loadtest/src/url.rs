@@ -10,6 +10,19 @@ pub struct Target {
     pub host: String,
     /// Path and query, starting with `/`.
     pub path: String,
+    /// `wss://`: TLS (`--ca` names the certificate to trust).
+    pub tls: bool,
+}
+
+impl Target {
+    /// The host part of the URL (no port, no brackets), the TLS server name.
+    pub fn host_name(&self) -> String {
+        let h = match self.host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+            _ => self.host.as_str(),
+        };
+        h.trim_start_matches('[').trim_end_matches(']').to_owned()
+    }
 }
 
 /// The `Sec-WebSocket-Key` of every upgrade request (the RFC 6455 example nonce).
@@ -17,11 +30,13 @@ pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// The `Sec-WebSocket-Accept` a correct server answers to [`WS_KEY`].
 pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// Parses `ws://HOST[:PORT][/path]`; refuses `wss`, names other than `localhost`, and any non-loopback address.
+/// Parses `ws://HOST[:PORT][/path]` or `wss://...`; refuses names other than `localhost`, and any non-loopback address.
 pub fn parse(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -48,6 +63,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
         }
     };
     let port: u16 = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?,
     };
@@ -66,6 +82,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
         addr: SocketAddr::new(ip, port),
         host: authority.to_string(),
         path,
+        tls,
     })
 }
 
@@ -111,13 +128,22 @@ mod tests {
             "ws://[::2]:1/",
             "ws://[::ffff:127.0.0.1]:1/",
             "ws://0.0.0.0:1/",
-            "wss://127.0.0.1/",
             "http://127.0.0.1/",
             "ws://127.0.0.1:99999/",
             "ws://u@127.0.0.1/",
         ] {
             assert!(parse(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn wss_is_tls_with_its_server_name() {
+        let t = parse("wss://127.0.0.1:9001/ws").expect("wss");
+        assert!(t.tls);
+        assert_eq!(t.host_name(), "127.0.0.1");
+        assert_eq!(parse("wss://localhost/").expect("443").addr.port(), 443);
+        assert_eq!(parse("wss://[::1]:5/").expect("v6").host_name(), "::1");
+        assert!(!parse("ws://127.0.0.1/").expect("ws").tls);
     }
 
     #[test]

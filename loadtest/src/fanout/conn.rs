@@ -1,15 +1,14 @@
 //! One fan-out connection (subscriber or publisher): connect and upgrade, an output buffer written with non-blocking sends, and reads handed to the frame reader.
 
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags, recv, send};
 
 use super::msg::push_frame;
 use super::reader::{Event, Reader};
 use super::seq::SeqTrack;
-use crate::upgrade::{Upgrade, connect_result, open_socket};
+use crate::sock::Sock;
+use crate::upgrade::{Upgrade, connect_result};
+use crate::url::Target;
 
 /// What a connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub enum State {
 
 /// One WebSocket client connection of the fan-out scenario.
 pub struct Conn {
-    pub fd: OwnedFd,
+    pub fd: Sock,
     pub role: Role,
     pub state: State,
     upgrade: Upgrade,
@@ -48,9 +47,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn open(addr: SocketAddr, role: Role, tracks: usize) -> Result<Self, String> {
+    pub fn open(target: &Target, role: Role, tracks: usize) -> Result<Self, String> {
         Ok(Self {
-            fd: open_socket(addr)?,
+            fd: Sock::open(target)?,
             role,
             state: State::Connecting,
             upgrade: Upgrade::default(),
@@ -70,11 +69,11 @@ impl Conn {
         buf: &'b mut [u8],
     ) -> Result<Option<&'b [u8]>, String> {
         if self.state == State::Connecting {
-            connect_result(&self.fd)?;
+            connect_result(self.fd.fd())?;
             self.state = State::Upgrading;
         }
-        self.upgrade.send_request(&self.fd, request)?;
-        let n = read_some(&self.fd, buf)?;
+        self.upgrade.send_request(&mut self.fd, request)?;
+        let n = read_some(&mut self.fd, buf)?;
         if n == 0 {
             return Ok(None);
         }
@@ -117,8 +116,13 @@ impl Conn {
 
     /// Sends queued bytes until done or the socket is full.
     pub fn flush(&mut self) -> Result<(), String> {
+        match self.fd.flush_tls() {
+            Ok(()) => {}
+            Err(Errno::AGAIN) => return Ok(()),
+            Err(e) => return Err(format!("send: {e}")),
+        }
         while let Some(rest) = self.out.get(self.out_off..).filter(|r| !r.is_empty()) {
-            match send(&self.fd, rest, SendFlags::NOSIGNAL) {
+            match self.fd.send(rest) {
                 Ok(n) => self.out_off += n,
                 Err(Errno::AGAIN) => return Ok(()),
                 Err(Errno::INTR) => {}
@@ -134,7 +138,7 @@ impl Conn {
         F: FnMut(&mut [SeqTrack], &mut Vec<u8>, Event<'_>) -> Result<(), String>,
     {
         loop {
-            let n = read_some(&self.fd, buf)?;
+            let n = read_some(&mut self.fd, buf)?;
             if n == 0 {
                 return Ok(());
             }
@@ -161,11 +165,11 @@ impl Conn {
 }
 
 /// One receive: `Ok(0)` when nothing is available; EOF and errors are errors.
-fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, String> {
+fn read_some(fd: &mut Sock, buf: &mut [u8]) -> Result<usize, String> {
     loop {
-        return match recv(fd, &mut *buf, RecvFlags::empty()) {
-            Ok((0, _)) => Err("server closed the connection".into()),
-            Ok((n, _)) => Ok(n),
+        return match fd.recv(&mut *buf) {
+            Ok(0) => Err("server closed the connection".into()),
+            Ok(n) => Ok(n),
             Err(Errno::AGAIN) => Ok(0),
             Err(Errno::INTR) => continue,
             Err(e) => Err(format!("recv: {e}")),

@@ -96,8 +96,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         while conns.len() < n && handshaking < MAX_HANDSHAKES {
             let i = conns.len();
             let role = role_of(cfg, i);
-            let conn = Conn::open(cfg.target.addr, role, tracks_of(cfg, role)).and_then(|c| {
-                epoll::add(&ep, &c.fd, epoll::EventData::new_u64(i as u64), flags())
+            let conn = Conn::open(&cfg.target, role, tracks_of(cfg, role)).and_then(|c| {
+                epoll::add(&ep, c.fd.fd(), epoll::EventData::new_u64(i as u64), flags())
                     .map(|()| c)
                     .map_err(|e| format!("epoll_ctl: {e}"))
             });
