@@ -710,3 +710,36 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+#[test]
+fn many_simultaneous_handshakes_all_complete() {
+    // The worker takes one handshake step per loop turn and queues the rest: every one of them
+    // must still complete, in well under the handshake timeout.
+    let dir = scratch("storm");
+    let (cert, key) = make_cert(&dir, "s", KeyFormat::Pkcs8);
+    for backend in backends() {
+        let server = start_tls(backend, &cert, &key, AppKind::Echo);
+        let addr = server.local_addr();
+        let started = Instant::now();
+        let clients: Vec<_> = (0..64)
+            .map(|i| {
+                let cert = cert.clone();
+                std::thread::spawn(move || {
+                    let mut ws = rustls_connect(addr, &cert);
+                    let msg = format!("client {i}");
+                    ws.send(tungstenite::Message::text(msg.clone()))
+                        .expect("send");
+                    assert_eq!(ws.read().expect("echo"), tungstenite::Message::text(msg));
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "[{backend}] 64 handshakes took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -6,8 +6,8 @@ use std::time::Instant;
 use rustix::io::Errno;
 
 use crate::frame::ServerFrameParser;
-use crate::stats::{LatencyFifo, Stats};
 use crate::sock::Sock;
+use crate::stats::{LatencyFifo, Stats};
 use crate::upgrade::{Upgrade, connect_result};
 use crate::url::Target;
 

@@ -9,8 +9,8 @@ use rustix::event::{Timespec, epoll};
 use rustix::io::Errno;
 
 use crate::proc::{cpu_seconds, rss};
-use crate::stats::ns_histogram;
 use crate::sock::Sock;
+use crate::stats::ns_histogram;
 use crate::upgrade::{Upgrade, connect_result};
 use crate::url::{Target, upgrade_request};
 

@@ -51,7 +51,9 @@ fn echo(args: &EchoArgs) -> Result<ExitCode, String> {
         return Err("--duration must be greater than 0".into());
     }
     if target.tls && args.io == driver::Io::Uring {
-        return Err("wss:// runs with --io epoll (the io_uring mode sends the frames as they are)".into());
+        return Err(
+            "wss:// runs with --io epoll (the io_uring mode sends the frames as they are)".into(),
+        );
     }
     check_nofile(u64::from(args.connections))?;
     let cfg = driver::Config {

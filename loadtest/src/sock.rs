@@ -27,7 +27,9 @@ pub fn set_ca(ca: &Path) -> Result<(), String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))? {
+    for cert in
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?
+    {
         let cert = cert.map_err(|e| format!("--ca {}: {e}", ca.display()))?;
         roots
             .add(cert)

@@ -1,6 +1,5 @@
 //! One fan-out connection (subscriber or publisher): connect and upgrade, an output buffer written with non-blocking sends, and reads handed to the frame reader.
 
-
 use rustix::io::Errno;
 
 use super::msg::push_frame;
