@@ -46,6 +46,15 @@
 #   io_uring: kernel 6.1 or later (wsd's ring uses DEFER_TASKRUN) and sysctl
 #   kernel.io_uring_disabled=0. WSD_IO=uring makes wsd refuse to start instead of falling back.
 #
+# TLS (wss://)
+#   Mount the certificate and key read-only and name them: the files must be readable by uid
+#   10001, and the key by nobody else you do not trust.
+#     docker run ... -v /etc/wsd/tls:/etc/wsd/tls:ro \
+#       -e SSL_CERT=/etc/wsd/tls/fullchain.pem -e SSL_KEY=/etc/wsd/tls/privkey.pem wsd
+#   `docker kill -s HUP <ctr>` reloads them (docs/TLS.md). With TLS on, the health check below
+#   cannot speak HTTPS (no openssl in the image): it checks instead that wsd answers a plaintext
+#   request on its port with a TLS alert record, which only a live event loop sends.
+
 # Host sysctls
 #   net.core.somaxconn, net.ipv4.tcp_max_syn_backlog and net.ipv4.ip_local_port_range are per
 #   network namespace: a container on a bridge network does not see the host's values from
@@ -117,11 +126,12 @@ STOPSIGNAL SIGTERM
 
 # Health check without curl or wget in the image: bash opens a TCP connection through its
 # /dev/tcp pseudo-path, sends GET /health and the check passes only on a 200 status line (wsd
-# answers 200 {"status":"ok",...} while serving). `timeout` (coreutils, in the slim image) bounds
+# answers 200 {"status":"ok",...} while serving; with SSL_CERT set, a TLS alert: see "TLS" above).
+# `timeout` (coreutils, in the slim image) bounds
 # the read. It connects to 127.0.0.1:$PORT, so it works with HOST=0.0.0.0 (the default) or a
 # dual-stack HOST=::, not with HOST set to one non-loopback address.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT:-3000} && printf 'GET /health HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 2 head -n 1 <&3 | grep -q '^HTTP/1\\.[01] 200 '"]
+    CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT:-3000} && printf 'GET /health HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && if [ -n \"${SSL_CERT:-}\" ]; then timeout 2 head -c 1 <&3 | od -An -tx1 | grep -q 15; else timeout 2 head -n 1 <&3 | grep -q '^HTTP/1\\.[01] 200 '; fi"]
 
 # Exec form: wsd is PID 1 and receives SIGTERM itself (it installs handlers, so the PID-1
 # signal rules do not swallow it; it starts no child processes, so no init is needed to reap).

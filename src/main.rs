@@ -53,24 +53,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(tls) = server.shared().tls.clone() {
-        match Signals::new([SIGHUP]) {
-            Ok(mut hup) => {
-                std::thread::spawn(move || {
-                    for _ in hup.forever() {
-                        // New handshakes get the new certificate; established sessions keep
-                        // theirs; a bad file leaves the current one in place.
-                        match tls.reload() {
-                            Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
-                            Err(e) => {
-                                error!(error = %e, "SIGHUP: TLS reload failed, keeping the current certificate")
-                            }
+    let tls = server.shared().tls.clone();
+    match Signals::new([SIGHUP]) {
+        Ok(mut hup) => {
+            std::thread::spawn(move || {
+                for _ in hup.forever() {
+                    // New handshakes get the new certificate; established sessions keep theirs;
+                    // a bad file leaves the current one in place. Without TLS: nothing to do.
+                    match tls.as_ref().map(|t| t.reload()) {
+                        None => info!("SIGHUP: no TLS configured, nothing to reload"),
+                        Some(Ok(())) => info!("SIGHUP: TLS certificate reloaded"),
+                        Some(Err(e)) => {
+                            error!(error = %e, "SIGHUP: TLS reload failed, keeping the current certificate")
                         }
                     }
-                });
-            }
-            Err(e) => warn!(error = %e, "cannot install the SIGHUP handler: no TLS reload"),
+                }
+            });
         }
+        Err(e) => warn!(error = %e, "cannot install the SIGHUP handler: no TLS reload"),
     }
     let stop = server.stop_handle();
     std::thread::spawn(move || {

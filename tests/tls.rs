@@ -743,3 +743,175 @@ fn many_simultaneous_handshakes_all_complete() {
         );
     }
 }
+
+#[test]
+fn mutual_tls_needs_a_client_certificate_from_the_ca() {
+    let Some(py) = python() else { return };
+    let dir = scratch("mtls");
+    let (cert, key) = make_cert(&dir, "server", KeyFormat::Pkcs8);
+    // A client CA and a client certificate it signed; another self-signed client certificate.
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.crt");
+    let ok = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=test client CA"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    assert!(ok.status.success(), "{ok:?}");
+    let client_key = dir.join("client.key");
+    let client_csr = dir.join("client.csr");
+    let client = dir.join("client.crt");
+    let ok = run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", "/CN=alice/O=Example"])
+        .arg("-keyout")
+        .arg(&client_key)
+        .arg("-out")
+        .arg(&client_csr));
+    assert!(ok.status.success(), "{ok:?}");
+    let ext = dir.join("client.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    let ok = run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&client_csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&client));
+    assert!(ok.status.success(), "{ok:?}");
+    let (stranger, stranger_key) = make_cert(&dir, "stranger", KeyFormat::Pkcs8);
+    const CLIENT: &str = r#"
+import asyncio, ssl, sys, websockets
+async def main(url, ca, cert, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert != "-":
+        ctx.load_cert_chain(cert, key)
+    try:
+        async with websockets.connect(url, ssl=ctx, open_timeout=10) as ws:
+            await ws.send("hi")
+            print("echo", await ws.recv())
+    except Exception as e:
+        print("refused", type(e).__name__)
+asyncio.run(main(*sys.argv[1:]))
+"#;
+    for backend in backends() {
+        let server = start(backend, |c| {
+            c.ssl_cert = Some(cert.clone());
+            c.ssl_key = Some(key.clone());
+            c.ssl_client_ca = Some(ca.clone());
+        });
+        let url = format!("wss://{}/ws", server.local_addr());
+        let s = |p: &Path| p.to_str().expect("utf-8").to_owned();
+        let with = py_snippet(
+            &py,
+            CLIENT,
+            &[&url, &s(&cert), &s(&client), &s(&client_key)],
+        );
+        assert_eq!(with.trim(), "echo hi", "[{backend}]");
+        let without = py_snippet(&py, CLIENT, &[&url, &s(&cert), "-", "-"]);
+        assert!(without.starts_with("refused"), "[{backend}] {without}");
+        let other = py_snippet(
+            &py,
+            CLIENT,
+            &[&url, &s(&cert), &s(&stranger), &s(&stranger_key)],
+        );
+        assert!(other.starts_with("refused"), "[{backend}] {other}");
+    }
+}
+
+#[test]
+fn sslyze_finds_no_weak_protocol_or_suite() {
+    let Some(py) = python() else { return };
+    let has_sslyze = Command::new(&py)
+        .args(["-c", "import sslyze"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sslyze {
+        assert_ne!(
+            std::env::var("WSD_REQUIRE_URING").as_deref(),
+            Ok("1"),
+            "no sslyze in {} (scripts/test installs it)",
+            py.display()
+        );
+        eprintln!("note: skipping the sslyze scan: no sslyze");
+        return;
+    }
+    const SUMMARY: &str = r#"
+import json, sys
+r = json.load(open(sys.argv[1]))["server_scan_results"][0]["scan_result"]
+for k, v in r.items():
+    res = v.get("result") if isinstance(v, dict) else None
+    if res and "accepted_cipher_suites" in res:
+        print(k, " ".join(c["cipher_suite"]["name"] for c in res["accepted_cipher_suites"]))
+"#;
+    let dir = scratch("sslyze");
+    let (cert, key) = make_cert(&dir, "ec", KeyFormat::Pkcs8);
+    let (rsa_cert, rsa_key) = make_cert(&dir, "rsa", KeyFormat::Pkcs1);
+    for backend in backends() {
+        for (cert, key) in [(&cert, &key), (&rsa_cert, &rsa_key)] {
+            let server = start_tls(backend, cert, key, AppKind::Echo);
+            let json = dir.join(format!("scan-{backend}.json"));
+            let out = run(Command::new(&py)
+                .args(["-m", "sslyze"])
+                .arg(server.local_addr().to_string())
+                .args([
+                    "--sslv2",
+                    "--sslv3",
+                    "--tlsv1",
+                    "--tlsv1_1",
+                    "--tlsv1_2",
+                    "--tlsv1_3",
+                ])
+                .arg(format!("--json_out={}", json.display())));
+            assert!(out.status.success(), "[{backend}] sslyze: {out:?}");
+            let summary = py_snippet(&py, SUMMARY, &[json.to_str().expect("utf-8")]);
+            let mut seen = 0;
+            for line in summary.lines() {
+                let mut words = line.split_whitespace();
+                let scan = words.next().unwrap_or_default();
+                let suites: Vec<&str> = words.collect();
+                seen += 1;
+                match scan {
+                    "tls_1_3_cipher_suites" => assert!(!suites.is_empty(), "[{backend}] {line}"),
+                    "tls_1_2_cipher_suites" => {
+                        assert!(!suites.is_empty(), "[{backend}] {line}");
+                        for s in suites {
+                            assert!(
+                                s.starts_with("TLS_ECDHE_")
+                                    && (s.contains("_GCM_") || s.contains("CHACHA20_POLY1305")),
+                                "[{backend}] weak TLS 1.2 suite {s}"
+                            );
+                        }
+                    }
+                    _ => assert!(suites.is_empty(), "[{backend}] {line}"),
+                }
+            }
+            assert_eq!(seen, 6, "[{backend}] every protocol scanned: {summary}");
+        }
+    }
+}

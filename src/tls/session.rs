@@ -251,6 +251,14 @@ impl TlsSession {
         self.conn.peer_certificates()
     }
 
+    /// The subject of the client's certificate (mutual TLS), RFC 4514 style (`CN=alice, O=Example`):
+    /// the connection's TLS identity. `None` without a client certificate.
+    pub fn peer_subject(&self) -> Option<String> {
+        let der = self.conn.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(cert.subject().to_string())
+    }
+
     /// The negotiated protocol version (`None` during the handshake).
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
         self.conn.protocol_version()

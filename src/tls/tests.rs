@@ -374,3 +374,53 @@ fn session_state_is_small() {
     eprintln!("TlsSession: {size} bytes inline");
     assert!(size <= 2048, "{size}");
 }
+
+#[test]
+fn the_client_certificate_subject_is_the_tls_identity() {
+    let dir = scratch("mtls");
+    let (cert, key, der) = make_cert(&dir, "server");
+    let ca = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca_cert = ca_params.self_signed(&ca).expect("ca");
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, ca_cert.pem()).expect("write");
+    let issuer = rcgen::Issuer::new(ca_params, ca);
+    let client_key = rcgen::KeyPair::generate().expect("client key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Example");
+    let client_cert = params.signed_by(&client_key, &issuer).expect("client");
+    let tls = Tls::from_files(&TlsFiles {
+        client_ca: Some(ca_file),
+        ..files(&cert, &key)
+    })
+    .expect("ok")
+    .expect("on");
+    let mut roots = RootCertStore::empty();
+    roots.add(der).expect("root");
+    let cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![client_cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into()),
+            )
+            .expect("client auth");
+    let mut c = client(&Arc::new(cfg));
+    let mut s = tls.session().expect("session");
+    pump(&mut c, &mut s, usize::MAX);
+    assert!(!s.is_handshaking());
+    let subject = s.peer_subject().expect("a subject");
+    assert!(subject.contains("CN=alice"), "{subject}");
+    assert!(subject.contains("O=Example"), "{subject}");
+}

@@ -62,6 +62,7 @@ impl<A: App> State<A> {
             debug!(
                 worker = self.id,
                 version = ?session.protocol_version(),
+                client = session.peer_subject().as_deref().unwrap_or("-"),
                 "TLS handshake complete"
             );
         }
