@@ -137,10 +137,11 @@ impl Sock {
 
     /// Receives plaintext into `buf`; `Err(AGAIN)` when none is available, `Ok(0)` at the end.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let Some(tls) = self.tls.as_mut() else {
+        if self.tls.is_none() {
             return recv(&self.fd, buf, RecvFlags::empty()).map(|(n, _)| n);
-        };
+        }
         loop {
+            let tls = self.tls.as_mut().ok_or(Errno::INVAL)?;
             if tls.taken < tls.plain.len() {
                 let n = (tls.plain.len() - tls.taken).min(buf.len());
                 buf[..n].copy_from_slice(&tls.plain[tls.taken..tls.taken + n]);
@@ -173,16 +174,15 @@ impl Sock {
                     Err(e) => return Err(e),
                 }
             }
+            let idle = !progress && !tls.eof && tls.plain.is_empty();
             // The handshake's answers (and the request written before it finished).
             match self.flush_tls() {
                 Ok(()) | Err(Errno::AGAIN) => {}
                 Err(e) => return Err(e),
             }
-            let tls = self.tls.as_mut().ok_or(Errno::INVAL)?;
-            if !progress && !tls.eof && tls.plain.is_empty() {
+            if idle {
                 return Err(Errno::AGAIN);
             }
-            return self.recv(buf);
         }
     }
 }
