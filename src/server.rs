@@ -384,8 +384,10 @@ impl Server {
             AppKind::Echo => "echo",
             AppKind::Pubsub => "pubsub",
         };
-        let tls = server.shared.tls.is_some();
-        info!(%addr, workers, io = %backend, app, max_connections, tls, "wsd listening");
+        info!(%addr, workers, io = %backend, app, max_connections, "wsd listening");
+        if server.shared.tls.is_some() {
+            info!("TLS on every connection (SSL_CERT, SSL_KEY): wss:// and https://");
+        }
         Ok(server)
     }
 
