@@ -36,6 +36,7 @@
 pub mod admission;
 pub mod app;
 pub mod config;
+pub mod engine;
 pub mod envelope;
 pub mod epoll;
 pub mod http;

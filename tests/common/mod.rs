@@ -4,7 +4,9 @@
 //! Every blocking read and write has a timeout, so no test can hang on a silent server.
 #![allow(dead_code)]
 
+pub mod fake_redis;
 pub mod pubsub;
+pub mod redis;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
