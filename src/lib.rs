@@ -36,7 +36,6 @@
 pub mod admission;
 pub mod app;
 pub mod config;
-pub mod engine;
 pub mod envelope;
 pub mod epoll;
 pub mod http;

@@ -36,6 +36,7 @@ use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
 use crate::metrics::WorkerStats;
 use crate::proto::{Limits, Oversized};
+use crate::pubsub::engine::{self, RedisSettings};
 use crate::pubsub::relay::Relay;
 use crate::pubsub::{PubSub, PubSubConfig};
 use crate::state::{DrainStats, Shared};
@@ -73,6 +74,9 @@ pub enum StartError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The Redis thread (`REDIS_URL`) could not be started.
+    #[error("cannot start the Redis thread: {0}")]
+    Redis(io::Error),
 }
 
 /// A running server.
@@ -81,6 +85,13 @@ pub struct Server {
     shared: Arc<Shared>,
     wakers: Vec<Waker>,
     threads: Vec<JoinHandle<()>>,
+    engine: Option<Engine>,
+}
+
+/// The Redis thread (`REDIS_URL`), stopped after the workers.
+struct Engine {
+    bridge: Arc<engine::Bridge>,
+    thread: JoinHandle<()>,
 }
 
 /// A handle that can stop the server from another thread (a signal handler thread).
@@ -279,7 +290,24 @@ impl Server {
         let wakers = (0..workers)
             .map(|id| Waker::new().map_err(|source| StartError::Worker { id, source }))
             .collect::<Result<Vec<_>, _>>()?;
+        let relay = Arc::new(Relay::new(wakers.clone()));
+        let engine = match (&config.redis_url, config.app) {
+            (Some(url), AppKind::Pubsub) => {
+                let mut settings = RedisSettings::new(url.expose());
+                settings.prefix = config.redis_prefix.clone();
+                settings.sharded = config.redis_sharded;
+                let (bridge, thread) =
+                    engine::start(settings, relay.clone()).map_err(StartError::Redis)?;
+                Some(Engine { bridge, thread })
+            }
+            (Some(_), AppKind::Echo) => {
+                warn!("REDIS_URL is ignored: WSD_APP=echo has no pub/sub");
+                None
+            }
+            (None, _) => None,
+        };
         let shared = Arc::new(Shared {
+            redis: engine.as_ref().map(|e| e.bridge.status.clone()),
             backend,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             metrics_key: config.metrics_key.clone(),
@@ -322,11 +350,12 @@ impl Server {
         };
         let app = AppSpec {
             kind: config.app,
-            relay: Arc::new(Relay::new(wakers.clone())),
+            relay,
             pubsub: Arc::new(PubSubConfig {
                 max_subscriptions: config.max_subscriptions,
                 max_payload: config.max_payload,
                 compression: limits.compression,
+                engine: engine.as_ref().map(|e| e.bridge.clone()),
             }),
         };
         let mut threads = Vec::with_capacity(workers);
@@ -365,6 +394,7 @@ impl Server {
             shared,
             wakers,
             threads,
+            engine,
         };
         for _ in 0..workers {
             match ready_rx.recv() {
@@ -430,11 +460,12 @@ impl Server {
     }
 
     fn join_workers(&mut self) {
-        if self.threads.is_empty() {
-            return;
-        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.bridge.stop();
+            let _ = engine.thread.join();
         }
         let drain = &self.shared.drain;
         if let Some(started) = drain.started.get() {
@@ -457,7 +488,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.engine.is_some() {
             self.stop_handle().stop();
             self.join_workers();
         }

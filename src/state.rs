@@ -1,8 +1,8 @@
 //! The state every worker of one server shares: the counters, the connection limits, the drain
 //! (docs/ARCHITECTURE.md has its sequence) and the workers' wakers.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -38,6 +38,8 @@ pub struct Shared {
     pub(crate) wakers: Vec<Waker>,
     /// TLS on every connection (`SSL_CERT`, `SSL_KEY`); `None`: plain.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// The Redis link's state and counters, when `REDIS_URL` is set.
+    pub redis: Option<Arc<metrics::RedisStats>>,
 }
 
 impl Shared {
@@ -104,5 +106,9 @@ impl metrics::Source for Shared {
 
     fn workers(&self) -> &[WorkerStats] {
         &self.workers
+    }
+
+    fn redis(&self) -> Option<&metrics::RedisStats> {
+        self.redis.as_deref()
     }
 }

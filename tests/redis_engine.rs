@@ -11,8 +11,8 @@ use bytes::Bytes;
 use common::fake_redis::SilentRedis;
 use common::poll;
 use common::redis::RedisServer;
-use wsd::engine::{self, Bridge, RedisSettings};
 use wsd::io::Waker;
+use wsd::pubsub::engine::{self, Bridge, RedisSettings};
 use wsd::pubsub::frame_message;
 use wsd::pubsub::relay::Relay;
 

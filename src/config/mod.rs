@@ -16,8 +16,9 @@ pub mod print;
 use parse::{
     parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
     parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_path, parse_per_ip,
-    parse_port, parse_send_buffer, parse_shutdown_timeout, parse_upgrade_max_concurrent,
-    parse_upgrade_per_ip, parse_workers, parse_write_delay_ms, parse_ws_path,
+    parse_port, parse_redis_prefix, parse_send_buffer, parse_shutdown_timeout,
+    parse_upgrade_max_concurrent, parse_upgrade_per_ip, parse_workers, parse_write_delay_ms,
+    parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -41,6 +42,8 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// Largest accepted `MAX_PAYLOAD`: 1 GiB; messages are reassembled in memory.
 pub const MAX_MAX_PAYLOAD: usize = 1 << 30;
+/// Default `REDIS_PREFIX`.
+pub const DEFAULT_REDIS_PREFIX: &str = "wsd:";
 /// Default `IDLE_TIMEOUT` in seconds.
 pub const DEFAULT_IDLE_TIMEOUT: u32 = 120;
 /// Default `MAX_SUBSCRIPTIONS`: topics one connection may be subscribed to.
@@ -202,6 +205,43 @@ impl FromStr for Secret {
             ));
         }
         Ok(Secret(s.to_owned()))
+    }
+}
+
+/// `REDIS_URL`: `redis://` or `rediss://`, possibly with a user and password, so never printed
+/// (`Debug` and `--print-config` show `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl FromStr for RedisUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == REDACTED {
+            return Err(format!(
+                "must not be \"{REDACTED}\", the placeholder --print-config shows for a secret"
+            ));
+        }
+        if !(s.starts_with("redis://") || s.starts_with("rediss://")) {
+            return Err("must be a redis:// or rediss:// URL".to_owned());
+        }
+        // Parsed as the link will use it; the error names the problem, never the password.
+        match redis::Client::open(s) {
+            Ok(_) => Ok(RedisUrl(s.to_owned())),
+            Err(e) => Err(format!("not a usable Redis URL ({:?})", e.kind())),
+        }
     }
 }
 
@@ -382,6 +422,21 @@ pub struct Config {
     #[arg(long, env = "METRICS_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
     pub metrics_key: Option<Secret>,
 
+    /// Pub/sub across instances: the Redis to publish through and subscribe from
+    /// (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS). Unset (the default):
+    /// this instance's publications stay on it. docs/REDIS.md.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = clap::value_parser!(RedisUrl))]
+    pub redis_url: Option<RedisUrl>,
+
+    /// The start of every Redis channel wsd uses, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX, value_parser = parse_redis_prefix)]
+    pub redis_prefix: String,
+
+    /// Sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7+), so a Redis Cluster spreads topics
+    /// over its shards.
+    #[arg(long, env = "REDIS_SHARDED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub redis_sharded: bool,
+
     /// Log line format: `json` (one object per line), `pretty`, or `auto` (pretty on a terminal,
     /// json otherwise).
     #[arg(long, env = "LOG_FORMAT", default_value = "auto", value_enum)]
@@ -454,6 +509,9 @@ impl Default for Config {
             compression: CompressionMode::Off,
             compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
             metrics_key: None,
+            redis_url: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            redis_sharded: false,
             log_format: LogFormat::Auto,
             relay_wake: RelayWake::DEFAULT,
             ssl_cert: None,
@@ -593,10 +651,17 @@ fn one_line(e: &clap::Error) -> String {
         .unwrap_or("")
         .trim_start_matches("--")
         .to_owned();
-    let env = Config::command()
+    let command = Config::command();
+    let knob = command
         .get_arguments()
-        .find(|a| a.get_long() == Some(long.as_str()))
-        .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+        .find(|a| a.get_long() == Some(long.as_str()));
+    let env = knob.and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+    // A secret's refused value may still be the secret (or hold a password): never echoed.
+    let value = if knob.is_some_and(Arg::is_hide_env_values_set) {
+        REDACTED.to_owned()
+    } else {
+        value
+    };
     match (env, e.kind()) {
         (Some(env), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
             format!("invalid {env} (--{long}) '{value}': {}", why(e))

@@ -61,6 +61,13 @@ pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+pub(super) fn parse_redis_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must be 1 to 64 bytes without spaces or control characters".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
 pub(super) fn parse_max_subscriptions(s: &str) -> Result<usize, String> {
     match usize::from_str(s.trim()) {
         Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),

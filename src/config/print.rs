@@ -73,6 +73,17 @@ impl Config {
             ("compression", name(self.compression)),
             ("compression_min_size", size(self.compression_min_size)),
             ("metrics_key", secret(&self.metrics_key)),
+            (
+                "redis_url",
+                self.redis_url
+                    .as_ref()
+                    .map(|_| Value::String(REDACTED.to_owned())),
+            ),
+            (
+                "redis_prefix",
+                Some(Value::String(self.redis_prefix.clone())),
+            ),
+            ("redis_sharded", Some(Value::Boolean(self.redis_sharded))),
             ("log_format", name(self.log_format)),
             ("wsd_relay_wake", name(self.relay_wake)),
             ("ssl_cert", path(&self.ssl_cert)),
@@ -117,10 +128,17 @@ mod tests {
     fn secrets_are_redacted_and_unset_ones_commented() {
         let c = Config {
             publish_key: Some("hunter2".parse().expect("valid key")),
+            redis_url: Some(
+                "redis://app:pa55word@cache:6379"
+                    .parse()
+                    .expect("valid URL"),
+            ),
             ..Config::default()
         };
         let text = c.to_toml();
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("pa55word"), "{text}");
+        assert!(text.contains("redis_url = \"***\"\n"), "{text}");
         assert!(text.contains("publish_key = \"***\"\n"), "{text}");
         assert!(text.contains("# metrics_key = (unset)\n"), "{text}");
         assert!(text.contains("cluster_workers = \"auto\"\n"), "{text}");

@@ -132,10 +132,16 @@ fn bad_values_name_the_variable() {
             "PAYLOAD_LIMIT_POLICY",
         ),
         (&["--metrics-key", "a b"][..], "METRICS_KEY"),
+        (&["--redis-url", "http://cache:6379"][..], "REDIS_URL"),
+        (&["--redis-url", "redis://u:pw@[nope"][..], "REDIS_URL"),
+        (&["--redis-prefix", ""][..], "REDIS_PREFIX"),
+        (&["--redis-prefix", "a b"][..], "REDIS_PREFIX"),
+        (&["--redis-sharded", "sometimes"][..], "REDIS_SHARDED"),
         (&["--log-format", "xml"][..], "LOG_FORMAT"),
     ] {
         let err = parse(args).expect_err("bad value must be refused");
         assert!(err.contains(env), "{args:?}: {err}");
+        assert!(!err.contains("pw@"), "a password is never echoed: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }

@@ -8,7 +8,8 @@ use crate::state::Shared;
 
 /// `200 {"status":"ok",...}` with the I/O backend and per-worker connection counts; while the
 /// server drains, `503 {"status":"draining",...}` with the same fields, so a load balancer stops
-/// sending new clients here.
+/// sending new clients here. With `REDIS_URL`, `"redis":"up"` or `"down"`: a Redis outage is
+/// reported but stays 200, since local clients are still served.
 pub fn respond(shared: &Shared, out: &mut Vec<u8>) -> u16 {
     let mut body = String::with_capacity(128);
     let mut total = 0;
@@ -40,9 +41,15 @@ pub fn respond(shared: &Shared, out: &mut Vec<u8>) -> u16 {
         );
     }
     let draining = shared.is_draining();
+    // Redis down does not fail the check: this instance still serves its own clients (docs/REDIS.md).
+    let redis = match &shared.redis {
+        Some(r) if r.up.load(Ordering::Relaxed) => r#","redis":"up""#,
+        Some(_) => r#","redis":"down""#,
+        None => "",
+    };
     let _ = write!(
         body,
-        r#"{{"status":"{}","io":"{}","connections":{total},"workers":[{workers}]}}"#,
+        r#"{{"status":"{}","io":"{}"{redis},"connections":{total},"workers":[{workers}]}}"#,
         if draining { "draining" } else { "ok" },
         shared.backend
     );

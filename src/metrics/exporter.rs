@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RejectReason, WorkerStats};
+use super::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RedisStats, RejectReason, WorkerStats};
 use crate::io::Backend;
 
 /// The `Content-Type` of a `/metrics` answer.
@@ -57,6 +57,10 @@ pub trait Source: fmt::Debug + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// One entry per worker, indexed by worker id.
     fn workers(&self) -> &[WorkerStats];
+    /// The Redis link's counters, when `REDIS_URL` is set.
+    fn redis(&self) -> Option<&RedisStats> {
+        None
+    }
 }
 
 /// The exposition text for the counters of `source`, ending with `# EOF`.
@@ -329,8 +333,82 @@ impl Collector for Exporter {
                 _ => load(&w.dropped_oldest),
             },
         )?;
-        self.per_worker(&mut encoder, &LOOP[10])
+        self.per_worker(&mut encoder, &LOOP[10])?;
+        if let Some(redis) = self.0.redis() {
+            encode_redis(&mut encoder, redis)?;
+        }
+        Ok(())
     }
+}
+
+/// The Redis link's families (only with `REDIS_URL`), in the order they appear.
+pub const REDIS_FAMILIES: [&str; 8] = [
+    "wsd_redis_up",
+    "wsd_redis_channels",
+    "wsd_redis_published",
+    "wsd_redis_received",
+    "wsd_redis_undeliverable",
+    "wsd_redis_invalid",
+    "wsd_redis_probe_failures",
+    "wsd_redis_reconnects",
+];
+
+fn encode_redis(encoder: &mut DescriptorEncoder<'_>, r: &RedisStats) -> fmt::Result {
+    let gauges = [
+        (
+            "redis_up",
+            "1 while the Redis link is connected, subscribed and its probe comes back; else 0.",
+            u64::from(r.up.load(Ordering::Relaxed)),
+        ),
+        (
+            "redis_channels",
+            "Topic channels subscribed on Redis now (topics with local subscribers).",
+            load(&r.channels),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let sample = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(to_i64(value)).encode(sample)?;
+    }
+    let counters = [
+        (
+            "redis_published",
+            "Publications sent to Redis for the other instances.",
+            &r.published,
+        ),
+        (
+            "redis_received",
+            "Publications from other instances received from Redis and handed to workers.",
+            &r.received,
+        ),
+        (
+            "redis_undeliverable",
+            "Publications that could not be sent to Redis (link down or the send failed): \
+             local subscribers got them, other instances did not.",
+            &r.undeliverable,
+        ),
+        (
+            "redis_invalid",
+            "Payloads from Redis refused by the envelope check (not a wsd frame).",
+            &r.invalid,
+        ),
+        (
+            "redis_probe_failures",
+            "Self-publish probes not delivered back in time (connected but not delivering); each \
+             reconnects.",
+            &r.probe_failures,
+        ),
+        (
+            "redis_reconnects",
+            "Redis connections lost or refused, each followed by a reconnect after a backoff.",
+            &r.reconnects,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        let sample = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(load(counter)).encode(sample)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

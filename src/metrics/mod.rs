@@ -6,5 +6,5 @@ pub mod exporter;
 pub mod stats;
 pub mod tally;
 
-pub use exporter::{CONTENT_TYPE, FAMILIES, Source, render};
-pub use stats::{RejectReason, WorkerStats, add, bump};
+pub use exporter::{CONTENT_TYPE, FAMILIES, REDIS_FAMILIES, Source, render};
+pub use stats::{RedisStats, RejectReason, WorkerStats, add, bump};

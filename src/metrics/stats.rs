@@ -1,7 +1,7 @@
 //! Per-worker counters: written by their worker alone with relaxed atomics, read (summed) by
 //! `/health` and `/metrics` from any thread, so observing them costs the hot path nothing.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// HTTP statuses a refused upgrade or plain request is counted under; anything else counts as
 /// the last entry (`other`).
@@ -137,6 +137,28 @@ impl WorkerStats {
             .unwrap_or(CLOSE_CODES.len() - 1);
         bump(&self.closes[i]);
     }
+}
+
+/// The Redis link's state and counters (`REDIS_URL`), written by its thread, read by `/health` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct RedisStats {
+    /// Connected, subscribed, and the last probe came back in time.
+    pub up: AtomicBool,
+    /// Publications sent to Redis.
+    pub published: AtomicU64,
+    /// Publications from other instances handed to workers.
+    pub received: AtomicU64,
+    /// Publications that could not be sent to Redis (down, or the send failed): local
+    /// subscribers got them, other instances did not.
+    pub undeliverable: AtomicU64,
+    /// Payloads from Redis refused by the envelope check (or on a channel not ours).
+    pub invalid: AtomicU64,
+    /// Probes that did not come back in time (each ends the connection).
+    pub probe_failures: AtomicU64,
+    /// Connections lost or refused, each followed by a reconnect after a backoff.
+    pub reconnects: AtomicU64,
+    /// Topic channels subscribed on the current connection.
+    pub channels: AtomicU64,
 }
 
 #[cfg(test)]

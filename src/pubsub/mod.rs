@@ -7,6 +7,7 @@
 //! `worker::COPY_FRAME_MAX`) and handed to every other worker that has subscribers of the topic.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod relay;
 pub mod topics;
 
@@ -37,6 +38,8 @@ pub struct PubSubConfig {
     pub max_payload: usize,
     /// `COMPRESSION=shared`: published messages get a compressed frame too.
     pub compression: Option<Compression>,
+    /// The Redis engine, when `REDIS_URL` is set: publications and interest changes go to it too.
+    pub engine: Option<Arc<engine::Bridge>>,
 }
 
 /// A publish waiting for the end of the turn to reach this worker's subscribers.
@@ -58,6 +61,8 @@ pub struct PubSub {
     pending: Vec<Pending>,
     /// Workers handed messages this turn, woken once in `flush`.
     to_wake: Vec<bool>,
+    /// The Redis thread was handed something this turn, woken once in `flush`.
+    wake_engine: bool,
     scratch: Scratch,
 }
 
@@ -79,6 +84,7 @@ impl PubSub {
             interest: vec![0; relay::BUCKETS],
             pending: Vec::new(),
             to_wake: vec![false; workers],
+            wake_engine: false,
             scratch: Scratch::default(),
         }
     }
@@ -89,6 +95,10 @@ impl PubSub {
 
     /// This worker gained or lost its last local subscriber of `topic`.
     fn interest_changed(&mut self, topic: &str, gained: bool) {
+        if let Some(engine) = &self.config.engine {
+            engine.interest(topic.into(), gained);
+            self.wake_engine = true;
+        }
         let bucket = Relay::bucket(topic);
         let count = &mut self.interest[bucket];
         if gained {
@@ -141,6 +151,11 @@ impl PubSub {
                 },
             );
             self.to_wake[worker] = true;
+        }
+        if let Some(engine) = &self.config.engine {
+            let topic = shared_topic.unwrap_or_else(|| topic.into());
+            engine.publish(topic, frame.plain_frame().clone());
+            self.wake_engine = true;
         }
     }
 
@@ -316,6 +331,11 @@ impl App for PubSub {
             {
                 deliver.wake(waker);
             }
+        }
+        if std::mem::take(&mut self.wake_engine)
+            && let Some(engine) = &self.config.engine
+        {
+            deliver.wake(engine.waker());
         }
         if delivered > 0 {
             self.my_stats()

@@ -175,12 +175,14 @@ pub fn pubsub_app(
         drain: crate::state::DrainStats::default(),
         wakers: vec![waker.clone()],
         tls: None,
+        redis: None,
     });
     let relay = Arc::new(crate::pubsub::relay::Relay::new(vec![waker]));
     let config = Arc::new(crate::pubsub::PubSubConfig {
         max_subscriptions,
         max_payload: 1 << 20,
         compression: None,
+        engine: None,
     });
     let app = crate::pubsub::PubSub::new(0, config, relay, shared.clone());
     Ok((app, shared))

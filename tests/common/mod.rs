@@ -854,7 +854,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 31] = [
+pub const KNOB_VARS: [&str; 34] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -880,6 +880,9 @@ pub const KNOB_VARS: [&str; 31] = [
     "COMPRESSION",
     "COMPRESSION_MIN_SIZE",
     "METRICS_KEY",
+    "REDIS_URL",
+    "REDIS_PREFIX",
+    "REDIS_SHARDED",
     "LOG_FORMAT",
     "WSD_RELAY_WAKE",
     "SSL_CERT",

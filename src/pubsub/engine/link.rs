@@ -571,7 +571,9 @@ impl Link {
         }
         status.received.fetch_add(1, Ordering::Relaxed);
         let bucket = Relay::bucket(topic);
-        let frame = Bytes::from(payload).slice(publication.frame_start..);
+        // Sent uncompressed to every subscriber (RFC 7692 allows it on a deflate connection).
+        let frame =
+            crate::app::SharedFrame::plain(Bytes::from(payload).slice(publication.frame_start..));
         let mut shared: Option<Arc<str>> = None;
         for worker in 0..self.relay.workers() {
             if !self.relay.interested(bucket, worker) {

@@ -20,13 +20,14 @@ pub mod link;
 pub mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 
 use crate::io::Waker;
+use crate::metrics::RedisStats;
 
 /// Default `REDIS_PREFIX`.
 pub const DEFAULT_PREFIX: &str = "wsd:";
@@ -105,28 +106,6 @@ pub enum ToEngine {
     },
 }
 
-/// Counters and state of the link, read by `/health` and `/metrics`.
-#[derive(Debug, Default)]
-pub struct Status {
-    /// Connected, subscribed, and the last probe came back in time.
-    pub up: AtomicBool,
-    /// Publications sent to Redis.
-    pub published: AtomicU64,
-    /// Publications from other instances handed to workers.
-    pub received: AtomicU64,
-    /// Publications that could not be sent to Redis (down, or the send failed): local
-    /// subscribers got them, other instances did not.
-    pub undeliverable: AtomicU64,
-    /// Payloads from Redis refused by [`wire::decode`] (or on a channel not ours).
-    pub invalid: AtomicU64,
-    /// Probes that did not come back in time (each ends the connection).
-    pub probe_failures: AtomicU64,
-    /// Connections lost or refused, each followed by a reconnect after a backoff.
-    pub reconnects: AtomicU64,
-    /// Topic channels subscribed on the current connection.
-    pub channels: AtomicU64,
-}
-
 /// The workers' side of the engine: where they queue publications and interest changes.
 #[derive(Debug)]
 pub struct Bridge {
@@ -134,8 +113,8 @@ pub struct Bridge {
     waker: Waker,
     stop: AtomicBool,
     instance: u64,
-    /// State and counters.
-    pub status: Status,
+    /// State and counters (also read by `/health` and `/metrics`).
+    pub status: Arc<RedisStats>,
 }
 
 impl Bridge {
@@ -146,7 +125,7 @@ impl Bridge {
             waker,
             stop: AtomicBool::new(false),
             instance,
-            status: Status::default(),
+            status: Arc::default(),
         }
     }
 
@@ -210,7 +189,7 @@ pub fn new_instance_id() -> u64 {
 /// The eventfd or the thread could not be created.
 pub fn start(
     settings: RedisSettings,
-    relay: Arc<crate::pubsub::relay::Relay>,
+    relay: Arc<super::relay::Relay>,
 ) -> std::io::Result<(Arc<Bridge>, std::thread::JoinHandle<()>)> {
     let bridge = Arc::new(Bridge::new(Waker::new()?, new_instance_id()));
     let thread_bridge = bridge.clone();
