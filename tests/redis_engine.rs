@@ -223,8 +223,7 @@ fn acl_user_urls_authenticate() {
 fn a_link_that_accepts_but_never_delivers_is_detected_by_the_probe() {
     let fake = SilentRedis::start();
     let inst = Instance::start(&fake.url(), false);
-    // It looks healthy at first: connected, subscribed, publishes acknowledged.
-    inst.wait_up(Duration::from_secs(5));
+    // Connected, subscribed, publishes acknowledged, PING answered: and yet never up.
     poll(Duration::from_secs(5), || {
         (inst.bridge.status.probe_failures.load(Ordering::Relaxed) >= 1).then_some(())
     })
@@ -237,4 +236,8 @@ fn a_link_that_accepts_but_never_delivers_is_detected_by_the_probe() {
         (fake.connections.load(Ordering::Relaxed) >= 2).then_some(())
     })
     .expect("the link reconnects after the probe failed");
+    assert!(
+        !inst.bridge.is_up(),
+        "a link that never delivered is never reported up"
+    );
 }

@@ -305,7 +305,7 @@ impl Link {
         }
     }
 
-    /// One connection's life. Returns why it ended and whether it came up.
+    /// One connection's life. Returns why it ended and whether it came up (a probe came back).
     async fn session(
         &mut self,
         mut conn: MultiplexedConnection,
@@ -338,13 +338,11 @@ impl Link {
         }
         let sent = vec![Sent::Subscribe; replies.len()];
         self.check_replies(&replies, &sent);
-        self.bridge.status.up.store(true, Ordering::SeqCst);
         self.bridge
             .status
             .channels
             .store(self.interest.subscribed() as u64, Ordering::Relaxed);
-        self.backoff.reset();
-        tracing::info!(
+        tracing::debug!(
             channels = self.interest.subscribed(),
             sharded = self.settings.sharded,
             "redis: link up"
@@ -421,7 +419,7 @@ impl Link {
                 .undeliverable
                 .fetch_add(in_flight_publishes as u64, Ordering::Relaxed);
         }
-        (reason, true)
+        (reason, self.bridge.status.up.load(Ordering::SeqCst))
     }
 
     /// The next pipeline: interest changes due, the probe when due, queued publications.
@@ -548,6 +546,15 @@ impl Link {
                 && payload == seq.to_be_bytes()
             {
                 probe.outstanding = None;
+                // Up only once a publication has gone round: connected is not enough.
+                if !self.bridge.status.up.swap(true, Ordering::SeqCst) {
+                    self.backoff.reset();
+                    tracing::info!(
+                        channels = self.interest.subscribed(),
+                        sharded = self.settings.sharded,
+                        "redis: link up"
+                    );
+                }
             }
             return Ok(());
         }
