@@ -167,6 +167,13 @@ pub struct FanoutArgs {
     /// compressed server messages are inflated and checked like plain ones.
     #[arg(long)]
     pub compression: bool,
+    /// A second server (e.g. another instance sharing a Redis): every odd-numbered subscriber
+    /// connects there instead; publishers stay on --url.
+    #[arg(long)]
+    pub sub_url: Option<String>,
+    /// More server processes whose CPU time counts as server CPU (repeatable; with --sub-url, its PID).
+    #[arg(long)]
+    pub extra_pid: Vec<u32>,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,

@@ -153,6 +153,8 @@ fn fanout_cmd(args: &FanoutArgs) -> Result<ExitCode, String> {
         connect_timeout: args.connect_timeout,
         compression: args.compression,
         server_pid: args.server_pid,
+        sub_target: args.sub_url.as_deref().map(url::parse).transpose()?,
+        extra_pids: args.extra_pid.clone(),
         progress: !args.json,
     };
     let out = fanout::run(&cfg)?;

@@ -50,6 +50,10 @@ pub struct Config {
     /// Offer permessage-deflate; compressed deliveries are inflated before they are checked.
     pub compression: bool,
     pub server_pid: Option<u32>,
+    /// Where odd-numbered subscribers connect instead of `target` (a second instance).
+    pub sub_target: Option<Target>,
+    /// More processes whose CPU time is added to the server's.
+    pub extra_pids: Vec<u32>,
     pub progress: bool,
 }
 

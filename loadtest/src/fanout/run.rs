@@ -96,7 +96,11 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         while conns.len() < n && handshaking < MAX_HANDSHAKES {
             let i = conns.len();
             let role = role_of(cfg, i);
-            let conn = Conn::open(&cfg.target, role, tracks_of(cfg, role)).and_then(|c| {
+            let target = match &cfg.sub_target {
+                Some(other) if i < cfg.subscribers && i % 2 == 1 => other,
+                _ => &cfg.target,
+            };
+            let conn = Conn::open(target, role, tracks_of(cfg, role)).and_then(|c| {
                 epoll::add(&ep, c.fd.fd(), epoll::EventData::new_u64(i as u64), flags())
                     .map(|()| c)
                     .map_err(|e| format!("epoll_ctl: {e}"))
@@ -149,12 +153,20 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     let pub_start = Instant::now();
     let warmup_end = pub_start + cfg.warmup;
     let end = warmup_end + cfg.duration;
+    let extra_cpu = || -> f64 {
+        cfg.extra_pids
+            .iter()
+            .map(|p| crate::proc::cpu_seconds(Some(*p)).unwrap_or(0.0))
+            .sum()
+    };
+    let mut extra_start = 0.0;
     let mut window_start: Option<(Instant, CpuSnapshot, u64)> = None;
     let mut next_progress = pub_start + Duration::from_secs(1);
     let mut last_total = 0u64;
     while !failed {
         let now = Instant::now();
         if window_start.is_none() && now >= warmup_end {
+            extra_start = extra_cpu();
             window_start = Some((now, cpu_snapshot(cfg.server_pid), sent(&run)));
             run.deliveries.phase = Phase::Measured;
         }
@@ -193,6 +205,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     }
     let stop_at = Instant::now();
     let after = cpu_snapshot(cfg.server_pid);
+    let extra_used = extra_cpu() - extra_start;
     let server_rss = RssSpan::finish(cfg.server_pid, rss_start, &mut warnings);
     run.deliveries.phase = Phase::Drain;
     let published_end = sent(&run);
@@ -237,6 +250,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         ),
         None => (Duration::ZERO, None, None, 0, None),
     };
+    let server_cpu = server_cpu.map(|s| s + extra_used);
     // Non-idle machine CPU not charged to the server or to this process: other load spoils the numbers.
     let other_cpu = busy
         .zip(own_cpu)
