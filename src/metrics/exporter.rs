@@ -432,6 +432,52 @@ mod tests {
         Arc::new(Fake((0..workers).map(|_| WorkerStats::default()).collect()))
     }
 
+    /// A server with `REDIS_URL` set.
+    #[derive(Debug)]
+    struct WithRedis(Vec<WorkerStats>, RedisStats);
+
+    impl Source for WithRedis {
+        fn backend(&self) -> Backend {
+            Backend::Uring
+        }
+        fn workers(&self) -> &[WorkerStats] {
+            &self.0
+        }
+        fn redis(&self) -> Option<&RedisStats> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn redis_families_follow_the_others_only_when_configured() {
+        let s = Arc::new(WithRedis(
+            vec![WorkerStats::default()],
+            RedisStats::default(),
+        ));
+        s.1.up.store(true, Ordering::Relaxed);
+        s.1.undeliverable.store(5, Ordering::Relaxed);
+        s.1.probe_failures.store(2, Ordering::Relaxed);
+        let text = render(&s);
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let expected: Vec<&str> = FAMILIES
+            .iter()
+            .chain(REDIS_FAMILIES.iter())
+            .copied()
+            .collect();
+        assert_eq!(types, expected, "{text}");
+        assert_eq!(sample(&text, "wsd_redis_up"), Some(1));
+        assert_eq!(sample(&text, "wsd_redis_undeliverable_total"), Some(5));
+        assert_eq!(sample(&text, "wsd_redis_probe_failures_total"), Some(2));
+        assert!(
+            !render(&shared(1)).contains("redis"),
+            "nothing without REDIS_URL"
+        );
+    }
+
     /// The value of the sample `name{labels}` (labels as written, in order).
     fn sample(text: &str, series: &str) -> Option<u64> {
         text.lines()
