@@ -68,7 +68,7 @@ impl Instance {
         let mut got = Vec::new();
         while got.len() < n && Instant::now() < deadline {
             match self.relay.pop(worker) {
-                Some(m) => got.push(m.frame),
+                Some(m) => got.push(m.frame.plain_frame().clone()),
                 None => std::thread::sleep(Duration::from_millis(2)),
             }
         }
