@@ -104,7 +104,9 @@ impl Floor {
                 self.actions.push_back(Action::Register(token, fd));
             }
             Event::Data(token, data) => {
-                let Some(conn) = self.conns.get(token) else { return };
+                let Some(conn) = self.conns.get(token) else {
+                    return;
+                };
                 if conn.closing {
                     return;
                 }
@@ -117,13 +119,21 @@ impl Floor {
                     conn.sending = true;
                     let next = self.spare.pop().unwrap_or_default();
                     let owned = std::mem::replace(&mut conn.pending, next);
-                    self.actions.push_back(Action::Send(token, Outgoing { parts: Vec::new(), owned }));
+                    self.actions.push_back(Action::Send(
+                        token,
+                        Outgoing {
+                            parts: Vec::new(),
+                            owned,
+                        },
+                    ));
                 }
             }
             Event::Sent(token, mut out, result) => {
                 out.owned.clear();
                 self.spare.push(out.owned);
-                let Some(conn) = self.conns.get(token) else { return };
+                let Some(conn) = self.conns.get(token) else {
+                    return;
+                };
                 conn.sending = false;
                 if conn.closing {
                     return;
@@ -135,7 +145,13 @@ impl Floor {
                     conn.sending = true;
                     let next = self.spare.pop().unwrap_or_default();
                     let owned = std::mem::replace(&mut conn.pending, next);
-                    self.actions.push_back(Action::Send(token, Outgoing { parts: Vec::new(), owned }));
+                    self.actions.push_back(Action::Send(
+                        token,
+                        Outgoing {
+                            parts: Vec::new(),
+                            owned,
+                        },
+                    ));
                 }
             }
             Event::ReadClosed(token) => {
