@@ -34,6 +34,8 @@ struct Conn {
     /// Bytes to send once the send in flight completes (the drivers allow one per connection).
     pending: Vec<u8>,
     sending: bool,
+    /// A close frame was relayed: close once everything is sent.
+    close_when_sent: bool,
     /// Closed (or closing): events are ignored until `Released`.
     closing: bool,
 }
@@ -115,6 +117,7 @@ impl Floor {
                     self.actions.push_back(Action::Close(token));
                     return;
                 }
+                conn.close_when_sent = conn.relay.is_closed();
                 if !conn.sending && !conn.pending.is_empty() {
                     conn.sending = true;
                     let next = self.spare.pop().unwrap_or_default();
@@ -138,7 +141,7 @@ impl Floor {
                 if conn.closing {
                     return;
                 }
-                if result.is_err() {
+                if result.is_err() || (conn.close_when_sent && conn.pending.is_empty()) {
                     conn.closing = true;
                     self.actions.push_back(Action::Close(token));
                 } else if !conn.pending.is_empty() {

@@ -32,7 +32,12 @@ enum Phase {
         header: [u8; MAX_HEADER],
         header_len: usize,
         remaining: u64,
+        /// The current frame is a close frame.
+        closing: bool,
     },
+    /// A close frame was relayed whole: the connection is to be closed once it is sent, and
+    /// anything after it is ignored (RFC 6455 section 5.5.1).
+    Closed,
 }
 
 /// A connection's relay state.
@@ -71,13 +76,20 @@ impl Relay {
                     header: [0; MAX_HEADER],
                     header_len: 0,
                     remaining: 0,
+                    closing: false,
                 };
                 // What followed the request in this read is already frames.
                 &data[end.saturating_sub(before).min(data.len())..]
             }
             Phase::Frames { .. } => data,
+            Phase::Closed => return Ok(()),
         };
         self.relay(data, out)
+    }
+
+    /// Whether a close frame has been relayed whole (the server then closes the connection).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
     }
 
     fn relay(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
@@ -85,16 +97,26 @@ impl Relay {
             header,
             header_len,
             remaining,
+            closing,
         } = &mut self.phase
         else {
             return Ok(());
         };
-        while !data.is_empty() {
+        loop {
             if *remaining > 0 {
                 let n = usize::try_from(*remaining).map_or(data.len(), |r| r.min(data.len()));
                 out.extend_from_slice(&data[..n]);
                 *remaining -= n as u64;
                 data = &data[n..];
+            }
+            if *remaining == 0 && *closing {
+                self.phase = Phase::Closed;
+                return Ok(());
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            if *remaining > 0 {
                 continue;
             }
             let take = (MAX_HEADER - *header_len).min(data.len());
@@ -112,11 +134,11 @@ impl Relay {
                     let n = encode_header(&mut reply, h.fin, opcode, None, h.payload_len);
                     out.extend_from_slice(&reply[..n]);
                     *remaining = h.payload_len;
+                    *closing = opcode == Opcode::Close;
                 }
                 Err(_) => return Err(Refused::BadFrame),
             }
         }
-        Ok(())
     }
 }
 
@@ -222,6 +244,34 @@ mod tests {
                 out.split_off(out.windows(4).position(|w| w == b"\r\n\r\n").expect("101") + 4);
             assert_eq!(body, want, "chunk size {chunk}");
         }
+    }
+
+    #[test]
+    fn a_close_frame_ends_the_relay() {
+        for split in [1, 7, 1000] {
+            let mut stream = REQUEST.to_vec();
+            stream.extend_from_slice(&client_frame(2, b"hi"));
+            stream.extend_from_slice(&client_frame(8, &[3, 232]));
+            stream.extend_from_slice(&client_frame(2, b"after close"));
+            let mut relay = Relay::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(split) {
+                relay.feed(piece, &mut out).expect("valid stream");
+            }
+            assert!(relay.is_closed());
+            let mut want = reply(2, b"hi");
+            want.extend_from_slice(&reply(8, &[3, 232]));
+            assert!(
+                out.ends_with(&want),
+                "split {split}: nothing after the close"
+            );
+        }
+        let mut relay = Relay::default();
+        let mut out = Vec::new();
+        let mut stream = REQUEST.to_vec();
+        stream.extend_from_slice(&client_frame(8, &[3, 232])[..4]);
+        relay.feed(&stream, &mut out).expect("partial close");
+        assert!(!relay.is_closed(), "not before the whole close frame");
     }
 
     #[test]
