@@ -7,7 +7,7 @@
 # Usage: A=path/to/wsd B=path/to/other/wsd bash loadtest/ab.sh
 #   A, B          the two binaries (A is reported first; e.g. A = this tree, B = its base)
 #   REPS=3 DURATION=5 WARMUP=1 SERVER_CPU=0 LOAD_CPU=1 OUT=DIR (raw JSON and server logs)
-#   Ports 9101 (A) and 9102 (B), so it can run beside loadtest/compare.sh (9001-9006).
+#   Ports 9101 (A) and 9102 (B), so it can run beside loadtest/compare.sh (9001-9009).
 # Scenarios: echo 100 connections x 20 B ping-pong; fan-out 1 publisher -> 1000 subscribers of one
 # topic, window 32 (compare.sh's `echo:100x20` and `fanout`).
 set -u
