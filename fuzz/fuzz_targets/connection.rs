@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut input = Vec::with_capacity(UPGRADE.len() + rest.len());
     if mode & 1 == 1 {
-        input.extend_from_slice(if mode & 4 != 0 { UPGRADE_DEFLATE } else { UPGRADE });
+        input.extend_from_slice(if mode & 4 != 0 {
+            UPGRADE_DEFLATE
+        } else {
+            UPGRADE
+        });
     }
     input.extend_from_slice(rest);
     let mut conn = Connection::new();
