@@ -10,6 +10,12 @@
 #                wsd worker) under an application that answers the upgrade and sends every frame back
 #                with only its header rewritten (no unmasking, no UTF-8, no worker): the kernel path
 #   floor-epoll  the same on wsd's epoll driver
+#   wsd-hs256 wsd-es256 wsd-rs256 (not in the default list): wsd with access control on (docs/SECURITY.md): a JWT key
+#           (JWT_SECRET, or tests/keys/ec.pub or rsa.pub), ALLOWED_ORIGINS, and RATE_LIMIT,
+#           RATE_LIMIT_IDENTITY and UPGRADE_RATE_PER_IP high enough never to refuse; the load generator
+#           presents a token of that algorithm (made by tests/auth/tokens.py with PyJWT, in the Python of
+#           $WSD_TEST_PYTHON or target/pyenv, which scripts/test creates) in ?token=, whose claims
+#           allow its topics through patterns. Compare with `wsd` in the same run for on vs off.
 #
 # Builds wsd, wsd-loadtest, the floor and the Rust peers, installs the JavaScript peers (loadtest/peers/install.sh),
 # then for every repetition runs every scenario against every server in turn (order rotated each
@@ -70,6 +76,7 @@
 #                           measured equal in BENCHMARKS.md)
 #   OUT=DIR                 raw JSON, server logs and the table (default: a new /tmp dir)
 #   NO_BUILD=1              skip builds and installs
+#   PORT_OFFSET=0           added to every server's port (9001-9009)
 set -uo pipefail
 
 QUICK=${QUICK:-0}
@@ -111,7 +118,22 @@ ALL_SERVERS="uws wsd floor-uring floor-epoll fastwebsockets tungstenite bun node
 log() { printf '%s\n' "$*" >&2; }
 
 declare -A PORT=([wsd]=9001 [tungstenite]=9002 [fastwebsockets]=9003 [bun]=9004 [node-ws]=9005 [uws]=9006
-    [floor-uring]=9007 [floor-epoll]=9008 [wsd-base]=9009)
+    [floor-uring]=9007 [floor-epoll]=9008 [wsd-base]=9009 [wsd-hs256]=9010 [wsd-es256]=9011 [wsd-rs256]=9012)
+# PORT_OFFSET=N moves every port by N, so two comparisons can run side by side on one machine.
+for s in "${!PORT[@]}"; do PORT[$s]=$((PORT[$s] + ${PORT_OFFSET:-0})); done
+# Access control for the wsd-* variants: the key each verifies with, and the query carrying a token.
+BENCH_SECRET=bench-secret-of-at-least-32-bytes-long
+ACCESS_ENV=(UPGRADE_MAX_CONCURRENT_PER_IP=0 ALLOWED_ORIGINS=https://bench.example RATE_LIMIT=1000000/1000000
+    RATE_LIMIT_IDENTITY=1000000/1000000 UPGRADE_RATE_PER_IP=1000000/1000000)
+declare -A KEY_ENV=([wsd-hs256]="JWT_SECRET=$BENCH_SECRET" [wsd-es256]="JWT_PUBLIC_KEY=$ROOT/tests/keys/ec.pub"
+    [wsd-rs256]="JWT_PUBLIC_KEY=$ROOT/tests/keys/rsa.pub")
+declare -A QUERY=()
+# auth_token ALG KEY -> a token valid for a day for sub "bench", rights by pattern.
+auth_token() {
+    local py=${WSD_TEST_PYTHON:-$ROOT/target/pyenv/bin/python}
+    printf '[{"alg":"%s","key":"%s","claims":{"sub":"bench","subscribe":["news:>","user:{sub}:>","*"],"publish":["news:>","*"]},"exp_in":86400}]' "$1" "$2" |
+        (cd "$ROOT" && "$py" tests/auth/tokens.py) | tr -d '[]" \n'
+}
 declare -A PEER_CRATE=([tungstenite]="$LT_DIR/peers/tungstenite-echo" [fastwebsockets]="$LT_DIR/peers/fastwebsockets-echo")
 
 # server_cmd NAME APP -> the command line (an array in CMD) that starts NAME with application APP
@@ -125,6 +147,7 @@ server_cmd() {
         # from one address, past the default per-address handshake share (256).
         wsd) CMD=(env "PORT=${PORT[wsd]}" CLUSTER_WORKERS=1 "WSD_APP=$2" UPGRADE_MAX_CONCURRENT_PER_IP=0 "$WSD_BIN") ;;
         wsd-base) CMD=(env "PORT=${PORT[wsd-base]}" CLUSTER_WORKERS=1 "WSD_APP=$2" UPGRADE_MAX_CONCURRENT_PER_IP=0 "$WSD_BASE_BIN") ;;
+        wsd-*) CMD=(env "PORT=${PORT[$1]}" CLUSTER_WORKERS=1 "WSD_APP=$2" "${ACCESS_ENV[@]}" "${KEY_ENV[$1]}" "$WSD_BIN") ;;
         tungstenite) CMD=(env "PORT=${PORT[tungstenite]}" "$LT_DIR/peers/tungstenite-echo/target/release/tungstenite-echo") ;;
         fastwebsockets) CMD=(env "PORT=${PORT[fastwebsockets]}" "$LT_DIR/peers/fastwebsockets-echo/target/release/fastwebsockets-echo") ;;
         bun) CMD=(env "PORT=${PORT[bun]}" "APP=$2" "$BUN" "$LT_DIR/peers/bun/server.js") ;;
@@ -144,7 +167,7 @@ declare -A PUBSUB=([bun]=1 [uws]=1 [wsd-base]=1)
 
 if [ $# -eq 0 ]; then set -- $ALL_SERVERS; fi
 for s in "$@"; do
-    [ -n "${PORT[$s]:-}" ] || { log "unknown server '$s' (known: $ALL_SERVERS wsd-base)"; exit 2; }
+    [ -n "${PORT[$s]:-}" ] || { log "unknown server '$s' (known: $ALL_SERVERS wsd-base wsd-hs256 wsd-es256 wsd-rs256)"; exit 2; }
     if [ "$s" = wsd-base ] && [ ! -x "${WSD_BASE_BIN:-}" ]; then
         log "wsd-base needs WSD_BASE_BIN=path to an executable wsd"; exit 2
     fi
@@ -211,6 +234,15 @@ if [ "$HAVE_LT" = 0 ] && [[ " $SCENARIOS " == *" lt:"* ]]; then
     log "no uWebSockets load_test: the lt: rows are skipped"
     SCENARIOS=$(printf '%s\n' $SCENARIOS | grep -v '^lt:' | tr '\n' ' ')
 fi
+for s in "$@"; do
+    case $s in
+        wsd-hs256) QUERY[$s]="?token=$(auth_token HS256 "hs:$BENCH_SECRET")" ;;
+        wsd-es256) QUERY[$s]="?token=$(auth_token ES256 tests/keys/ec.key)" ;;
+        wsd-rs256) QUERY[$s]="?token=$(auth_token RS256 tests/keys/rsa.key)" ;;
+        *) continue ;;
+    esac
+    [ "${#QUERY[$s]}" -gt 40 ] || { log "$s: no token (needs PyJWT: run scripts/test once, or set WSD_TEST_PYTHON)"; exit 1; }
+done
 
 SERVERS=()
 for s in "$@"; do
@@ -342,7 +374,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b + 0 == 0) pr
 # run_loadgen SCENARIO SERVER_PID PORT JSON ERR -> the loadgen's exit status.
 run_loadgen() {
     local scen=$1 pid=$2 port=$3 json=$4 err=$5 url lpid rc conns size window rate
-    url="ws://127.0.0.1:$port/ws"
+    url="ws://127.0.0.1:$port/ws${URL_QUERY:-}"
     case $scen in
         echo:*)
             conns=${scen#echo:}; size=${conns#*x}; conns=${conns%x*}
@@ -452,13 +484,13 @@ for rep in $(seq "$ALL_REPS"); do
             if [ "${scen%%:*}" = fanout ]; then
                 [[ $s != floor-* ]] || continue
                 app=pubsub
-                if [ "$s" = wsd ] && [ -z "${PUBSUB[wsd]:-}" ]; then
+                if [ "${s%%-*}" = wsd ] && [ -z "${PUBSUB[wsd]:-}" ]; then
                     if probe_wsd_pubsub; then PUBSUB[wsd]=1; else
                         log "rep $rep fanout: wsd does not start with WSD_APP=pubsub yet: skipped"
                         continue
                     fi
                 fi
-                [ -n "${PUBSUB[$s]:-}" ] || continue
+                [ -n "${PUBSUB[$s]:-}" ] || [ -n "${PUBSUB[${s%%-*}]:-}" ] || continue
             fi
             key="$s|$scen"
             ALLRUNS[$key]=$((${ALLRUNS[$key]:-0} + 1))
@@ -472,7 +504,7 @@ for rep in $(seq "$ALL_REPS"); do
                     if [ "${scen%%:*}" = lt ]; then
                         run_lt "$scen" "$pid" "${PORT[$s]}" "$json" "$err"
                     else
-                        run_loadgen "$scen" "$pid" "${PORT[$s]}" "$json" "$err"
+                        URL_QUERY=${QUERY[$s]:-} run_loadgen "$scen" "$pid" "${PORT[$s]}" "$json" "$err"
                     fi
                     rc=$?
                     k1=$( [ -n "$KSOFT_PID" ] && proc_ticks "$KSOFT_PID") s1=$(proc_ticks "$pid")

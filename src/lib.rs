@@ -29,10 +29,14 @@
 //! - [`config`]: every knob, from flags, environment and a TOML file, validated at start.
 //! - [`sys`]: process-wide OS settings: allowed CPUs and pinning, `RLIMIT_NOFILE`, THP.
 //! - [`tls`]: native TLS (rustls), a sans-IO layer between a driver and the protocol core.
+//! - [`access`]: JWT verification, per-topic rights (patterns), the `Origin` allowlist.
+//! - [`ratelimit`]: token buckets per connection, per identity and per address.
+//! - [`wheel`]: the one-second timer wheel of connection tokens (idle checks, token expiry).
 //! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
 
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod admission;
 pub mod app;
 pub mod config;
@@ -44,6 +48,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proto;
 pub mod pubsub;
+pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod sys;
@@ -51,4 +56,5 @@ pub mod table;
 pub mod tls;
 #[allow(unsafe_code)] // the io_uring driver: every unsafe block has its `// SAFETY:` line
 pub mod uring;
+pub mod wheel;
 pub mod worker;

@@ -77,6 +77,9 @@ pub enum StartError {
     /// The Redis thread (`REDIS_URL`) could not be started.
     #[error("cannot start the Redis thread: {0}")]
     Redis(io::Error),
+    /// The access-control settings do not fit together (e.g. `AUTH_REQUIRED=true` without a key).
+    #[error("{0}")]
+    Access(String),
 }
 
 /// A running server.
@@ -250,6 +253,15 @@ impl Server {
             ..uring
         };
         let tls = crate::tls::Tls::from_files(&config.tls_files())?;
+        let mut warnings = Vec::new();
+        let access = config
+            .access
+            .build(config.publish_key.is_some(), &mut warnings)
+            .map_err(StartError::Access)?
+            .map(Arc::new);
+        for warning in warnings {
+            warn!("{warning}");
+        }
         let backend = choose_backend(config.io)?;
         let workers = config.cluster_workers.resolve();
         let requested = SocketAddr::new(config.host, config.port);
@@ -322,6 +334,7 @@ impl Server {
                 config.upgrade_max_concurrent_per_ip,
             ),
             drain: DrainStats::default(),
+            access,
             wakers: wakers.clone(),
             tls,
         });

@@ -34,6 +34,8 @@ pub struct Shared {
     pub admission: Admission,
     /// What the drain achieved, added up by each worker as it exits.
     pub drain: DrainStats,
+    /// Access control (tokens, rights, origins, rate limits), when any of it is configured.
+    pub access: Option<Arc<crate::access::gate::Access>>,
     /// Every worker's waker, indexed by worker id.
     pub(crate) wakers: Vec<Waker>,
     /// TLS on every connection (`SSL_CERT`, `SSL_KEY`); `None`: plain.

@@ -194,6 +194,22 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("ssl_cert", "\"\""),
         ("ssl_key", "\"\""),
         ("ssl_client_ca", "\"\""),
+        ("jwt_secret", "\"two words\""),
+        ("jwt_public_key", "\"/nonexistent/key.pem\""),
+        ("jwt_audience", "\"\""),
+        ("jwt_issuer", "\"\""),
+        ("jwt_leeway", "-1"),
+        ("auth_required", "\"maybe\""),
+        ("anon_subscribe", "\"a:>:b\""),
+        ("anon_publish", "\"x*\""),
+        ("default_subscribe", "\"{user}\""),
+        ("default_publish", "\">:a\""),
+        ("allowed_origins", "\"example.com\""),
+        ("rate_limit", "\"10\""),
+        ("rate_limit_cost", "\"FOO:1\""),
+        ("rate_limit_strikes", "-1"),
+        ("rate_limit_identity", "\"0/1\""),
+        ("upgrade_rate_per_ip", "\"fast\""),
     ];
     let keys = knob_keys();
     let covered: Vec<String> = bad.iter().map(|(k, _)| (*k).to_owned()).collect();
@@ -217,7 +233,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
             &[&name, &format!("invalid {key}")],
             &format!("{key} = {value}"),
         );
-        if key.ends_with("_key") || *key == "redis_url" {
+        if key.ends_with("_key") || key.ends_with("_secret") || *key == "redis_url" {
             assert!(
                 !line.contains("two words") && !line.contains("pa55word"),
                 "a secret is not echoed: {line}"

@@ -1,7 +1,7 @@
 //! `LOG_FORMAT=json`: the real binary, run briefly on every backend, writes only JSON objects to
 //! stderr, with the documented fields on the start, worker-start and stop lines, and never a
-//! key (`PUBLISH_KEY`, `METRICS_KEY`, `Authorization` values) or a message body, even at
-//! `LOG_LEVEL=debug`.
+//! key (`PUBLISH_KEY`, `METRICS_KEY`, `JWT_SECRET`, `Authorization` values), a token (from any
+//! carrier, valid or not, or an `AUTH` message) or a message body, even at `LOG_LEVEL=debug`.
 
 mod common;
 
@@ -18,6 +18,7 @@ use wsd::io::Backend;
 const PUBLISH_KEY: &str = "pub-Secret-7f3a91";
 const METRICS_KEY: &str = "met-Secret-c4d2e8";
 const BODY_MARKER: &str = "body-Marker-5b6e02";
+const JWT_SECRET: &str = "jwt-Secret-0e9d4c-long-enough-for-HS256";
 
 /// Reads lines from `rx` until one contains `needle`; every line read is kept in `seen`.
 fn line_with(
@@ -74,6 +75,11 @@ fn json_run(backend: Backend) {
         .env("LOG_LEVEL", "debug")
         .env("PUBLISH_KEY", PUBLISH_KEY)
         .env("METRICS_KEY", METRICS_KEY)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("AUTH_REQUIRED", "false")
+        .env("ANON_SUBSCRIBE", ">")
+        .env("ANON_PUBLISH", ">")
+        .env("RATE_LIMIT", "100/10")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -133,6 +139,47 @@ fn json_run(backend: Backend) {
     let resp = http_request(addr, "GET", "/metrics", &[("Authorization", &auth)], b"");
     assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
     drop(client);
+    let tokens = common::auth::tokens(&[
+        common::auth::spec(
+            "HS256",
+            &format!("hs:{JWT_SECRET}"),
+            r#"{"sub":"logged"}"#,
+            300,
+        ),
+        common::auth::spec(
+            "HS256",
+            &format!("hs:{JWT_SECRET}"),
+            r#"{"sub":"logged"}"#,
+            -300,
+        ),
+        common::auth::spec(
+            "HS256",
+            "hs:wrong-secret-but-32-bytes-long-xx",
+            r#"{"sub":"x"}"#,
+            300,
+        ),
+    ]);
+    for carrier in common::auth::CARRIERS {
+        let mut c =
+            common::auth::connect(addr, &ctx, Some(&tokens[0]), carrier, &[]).expect("upgrade");
+        let id = cid("auth");
+        let auth = envelope(
+            "AUTH",
+            &format!(r#"{{"token":"{}"}}"#, tokens[0]),
+            Some(&id),
+        );
+        assert_eq!(c.request(&auth, &id).kind, "ACK");
+        let bad = envelope(
+            "AUTH",
+            &format!(r#"{{"token":"{}"}}"#, tokens[2]),
+            Some(&id),
+        );
+        assert_eq!(c.request(&bad, &id).kind, "ERROR");
+        for bad in &tokens[1..] {
+            let refused = common::auth::connect(addr, &ctx, Some(bad), carrier, &[]).err();
+            assert_eq!(refused.map(|e| e.0), Some(401), "{ctx}");
+        }
+    }
 
     let pid = guard.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();
@@ -173,7 +220,24 @@ fn json_run(backend: Backend) {
     assert_eq!(with_message("worker started"), 2, "{ctx}: {seen:#?}");
     assert_eq!(with_message("wsd stopped"), 1, "{ctx}: {seen:#?}");
     let all = seen.join("\n");
-    for secret in [PUBLISH_KEY, METRICS_KEY, BODY_MARKER] {
+    for secret in [PUBLISH_KEY, METRICS_KEY, BODY_MARKER, JWT_SECRET] {
         assert!(!all.contains(secret), "{ctx}: {secret} was logged:\n{all}");
     }
+    for token in &tokens {
+        // Any of its three parts (the header part is shared by many tokens: checked whole).
+        assert!(
+            !all.contains(token.as_str()),
+            "{ctx}: a token was logged:\n{all}"
+        );
+        for part in token.split('.').skip(1) {
+            assert!(
+                !all.contains(part),
+                "{ctx}: part of a token was logged:\n{all}"
+            );
+        }
+    }
+    assert!(
+        all.contains("ALLOWED_ORIGINS is unset"),
+        "{ctx}: the start-up warning about origins is missing:\n{all}"
+    );
 }

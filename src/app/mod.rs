@@ -9,8 +9,11 @@ pub mod shared;
 
 pub use shared::SharedFrame;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::access::claims::Identity;
 use crate::io::{Token, Waker};
 use crate::proto::connection::AppClose;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
@@ -106,6 +109,17 @@ pub trait Deliver {
 
 /// What runs on a worker for its connections.
 pub trait App {
+    /// The identity a connection opens with, verified at upgrade ([`crate::http::upgrade`]);
+    /// called just before [`App::on_open`], and only for a connection that presented a token.
+    fn on_identity(&mut self, conn: ConnId, identity: Arc<Identity>) {
+        let _ = (conn, identity);
+    }
+    /// Called once per loop turn, before the turn's events, with the turn's clock (monotonic
+    /// nanoseconds, [`crate::ratelimit::now_ns`]): the only clock rate limits and token expiry
+    /// read. Connections to close now (e.g. an expired token) are pushed to `close`.
+    fn tick(&mut self, now_ns: u64, close: &mut Vec<(ConnId, AppClose)>) {
+        let _ = (now_ns, close);
+    }
     /// A WebSocket connection completed its upgrade.
     fn on_open(&mut self, conn: ConnId, out: &mut Outbox<'_>) {
         let _ = (conn, out);

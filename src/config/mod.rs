@@ -9,6 +9,7 @@
 //! - [`file`]: reading the TOML file into the arguments' defaults, through the same value parsers.
 //! - [`print`]: `--print-config`, the effective configuration as a TOML file.
 
+pub mod access;
 pub mod file;
 mod parse;
 pub mod print;
@@ -472,6 +473,9 @@ pub struct Config {
     /// close frame.
     #[arg(skip = CLOSE_TIMEOUT)]
     pub close_timeout: std::time::Duration,
+    /// Access control: tokens, rights, origins, rate limits.
+    #[command(flatten)]
+    pub access: access::AccessKnobs,
 }
 
 /// A client that has not finished its upgrade request by then is dropped (slow-loris).
@@ -519,6 +523,7 @@ impl Default for Config {
             ssl_client_ca: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             close_timeout: CLOSE_TIMEOUT,
+            access: access::AccessKnobs::default(),
         }
     }
 }
@@ -573,6 +578,12 @@ impl Config {
         let matches = cmd.try_get_matches_from(args).map_err(LoadError::Clap)?;
         let print = matches.get_flag(file::PRINT_ARG);
         let config = Config::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+        if config.access.auth_required == Some(true) && !config.access.has_key() {
+            return Err(LoadError::File(
+                "invalid AUTH_REQUIRED (--auth-required) 'true': needs JWT_SECRET or JWT_PUBLIC_KEY"
+                    .to_owned(),
+            ));
+        }
         Ok(Loaded {
             config,
             warnings,

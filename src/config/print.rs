@@ -32,7 +32,7 @@ impl Config {
         let size = |n: usize| int(n as u64);
         let secret =
             |s: &Option<super::Secret>| s.as_ref().map(|_| Value::String(REDACTED.to_owned()));
-        vec![
+        let mut entries = vec![
             ("port", int(u64::from(self.port))),
             ("host", Some(Value::String(self.host.to_string()))),
             (
@@ -89,7 +89,56 @@ impl Config {
             ("ssl_cert", path(&self.ssl_cert)),
             ("ssl_key", path(&self.ssl_key)),
             ("ssl_client_ca", path(&self.ssl_client_ca)),
-        ]
+        ];
+        let a = &self.access;
+        let text = |s: String| Some(Value::String(s));
+        entries.extend([
+            ("jwt_secret", secret(&a.jwt_secret)),
+            (
+                "jwt_public_key",
+                a.jwt_public_key
+                    .as_ref()
+                    .map(|k| Value::String(k.path.display().to_string())),
+            ),
+            ("jwt_audience", a.jwt_audience.clone().map(Value::String)),
+            ("jwt_issuer", a.jwt_issuer.clone().map(Value::String)),
+            ("jwt_leeway", int(a.jwt_leeway)),
+            ("auth_required", a.auth_required.map(Value::Boolean)),
+            (
+                "anon_subscribe",
+                a.anon_subscribe.as_ref().and_then(|k| text(k.to_string())),
+            ),
+            (
+                "anon_publish",
+                a.anon_publish.as_ref().and_then(|k| text(k.to_string())),
+            ),
+            (
+                "default_subscribe",
+                a.default_subscribe
+                    .as_ref()
+                    .and_then(|k| text(k.to_string())),
+            ),
+            (
+                "default_publish",
+                a.default_publish.as_ref().and_then(|k| text(k.to_string())),
+            ),
+            (
+                "allowed_origins",
+                a.allowed_origins.as_ref().and_then(|k| text(k.to_string())),
+            ),
+            ("rate_limit", text(a.rate_limit.to_string())),
+            ("rate_limit_cost", text(a.rate_limit_cost.to_string())),
+            ("rate_limit_strikes", int(u64::from(a.rate_limit_strikes))),
+            (
+                "rate_limit_identity",
+                text(a.rate_limit_identity.to_string()),
+            ),
+            (
+                "upgrade_rate_per_ip",
+                text(a.upgrade_rate_per_ip.to_string()),
+            ),
+        ]);
+        entries
     }
 }
 

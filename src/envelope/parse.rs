@@ -34,6 +34,11 @@ pub enum Request<'a> {
     },
     /// `PING`.
     Ping,
+    /// `AUTH`: replace the connection's token.
+    Auth {
+        /// `payload.token`, the new JWT (not yet verified).
+        token: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -45,6 +50,7 @@ impl Request<'_> {
             Self::Unsubscribe { .. } => "UNSUBSCRIBE",
             Self::Publish { .. } => "PUBLISH",
             Self::Ping => "PING",
+            Self::Auth { .. } => "AUTH",
         }
     }
 }
@@ -199,6 +205,7 @@ fn read<'a>(
             .and_then(|p| read_topics(p, topics))
             .map(|topics| Request::Unsubscribe { topics }),
         "PUBLISH" => payload.and_then(|p| read_publish(msg, structurals, p)),
+        "AUTH" => payload.and_then(read_auth),
         other => Err(ErrorKind::UnknownType(InlineStr::truncating(other))),
     }
     .map_err(fail)?;
@@ -243,6 +250,7 @@ struct Payload<'t, 'a> {
     topics: Option<Member<'t, 'a>>,
     data: Option<Member<'t, 'a>>,
     exclude_self: Option<Member<'t, 'a>>,
+    token: Option<Member<'t, 'a>>,
 }
 
 fn read_payload<'t, 'a>(nodes: &'t [Node<'a>]) -> Result<Payload<'t, 'a>, ErrorKind> {
@@ -251,6 +259,7 @@ fn read_payload<'t, 'a>(nodes: &'t [Node<'a>]) -> Result<Payload<'t, 'a>, ErrorK
         topics: None,
         data: None,
         exclude_self: None,
+        token: None,
     };
     let mut dup = None;
     members(nodes, |index, key, value| {
@@ -260,6 +269,7 @@ fn read_payload<'t, 'a>(nodes: &'t [Node<'a>]) -> Result<Payload<'t, 'a>, ErrorK
             "topics" => set(&mut p.topics, &mut dup, "payload.topics", m),
             "data" => set(&mut p.data, &mut dup, "payload.data", m),
             "excludeSelf" => set(&mut p.exclude_self, &mut dup, "payload.excludeSelf", m),
+            "token" => set(&mut p.token, &mut dup, "payload.token", m),
             _ => {}
         }
     })
@@ -305,6 +315,16 @@ fn read_topics<'a>(
         }
     }
     Ok(out.finish())
+}
+
+/// `AUTH`: `payload.token`, a string.
+fn read_auth<'a>(payload: Member<'_, 'a>) -> Result<Request<'a>, ErrorKind> {
+    let p = read_payload(payload.value)?;
+    let token = p.token.ok_or(ErrorKind::Missing("payload.token"))?;
+    let token = token
+        .as_str()
+        .ok_or(ErrorKind::NotAString("payload.token"))?;
+    Ok(Request::Auth { token })
 }
 
 fn read_publish<'a>(
@@ -376,6 +396,7 @@ mod tests {
     #[test]
     fn type_names() {
         assert_eq!(Request::Ping.type_name(), "PING");
+        assert_eq!(Request::Auth { token: "t" }.type_name(), "AUTH");
         let p = Request::Publish {
             topic: "t",
             data: b"1",

@@ -17,7 +17,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::stats::{CLOSE_CODES, HANDSHAKE_STATUSES, RedisStats, RejectReason, WorkerStats};
+use super::stats::{
+    AUTH_FAILURES, CLOSE_CODES, DENIED_OPS, HANDSHAKE_STATUSES, POLICY_CLOSES, RATE_SCOPES,
+    REFRESHES, RedisStats, RejectReason, WorkerStats,
+};
 use crate::io::Backend;
 
 /// The `Content-Type` of a `/metrics` answer.
@@ -25,7 +28,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Every metric family `/metrics` exports (without the `_total` suffix counters carry on their
 /// samples), in the order they appear.
-pub const FAMILIES: [&str; 22] = [
+pub const FAMILIES: [&str; 27] = [
     "wsd_build",
     "wsd_connections",
     "wsd_connections_accepted",
@@ -48,6 +51,11 @@ pub const FAMILIES: [&str; 22] = [
     "wsd_delivered",
     "wsd_dropped_messages",
     "wsd_backpressure_closes",
+    "wsd_auth_failures",
+    "wsd_permission_denied",
+    "wsd_rate_limited",
+    "wsd_policy_closes",
+    "wsd_auth_refreshes",
 ];
 
 /// What an exposition reads: the running server's backend and its workers' counters (the
@@ -337,7 +345,57 @@ impl Collector for Exporter {
         if let Some(redis) = self.0.redis() {
             encode_redis(&mut encoder, redis)?;
         }
-        Ok(())
+        self.access(&mut encoder)
+    }
+}
+
+impl Exporter {
+    /// The access-control families.
+    fn access(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let labels = |l: &[&str]| -> Vec<String> { l.iter().map(|s| (*s).to_owned()).collect() };
+        self.labelled(
+            encoder,
+            "auth_failures",
+            "Upgrades refused by access control: 401 for a missing, invalid or expired token, \
+             403 for a foreign Origin, 429 for UPGRADE_RATE_PER_IP.",
+            "reason",
+            &labels(&AUTH_FAILURES),
+            |w, i| load(&w.auth_failures[i]),
+        )?;
+        self.labelled(
+            encoder,
+            "permission_denied",
+            "Requests refused with PERMISSION_DENIED (outside the connection's rights, or an AUTH \
+             refresh for another identity).",
+            "op",
+            &labels(&DENIED_OPS),
+            |w, i| load(&w.permission_denied[i]),
+        )?;
+        self.labelled(
+            encoder,
+            "rate_limited",
+            "Messages refused with RESOURCE_EXHAUSTED by a rate limit, by the limit hit.",
+            "scope",
+            &labels(&RATE_SCOPES),
+            |w, i| load(&w.rate_limited[i]),
+        )?;
+        self.labelled(
+            encoder,
+            "policy_closes",
+            "Connections closed with 1008: RATE_LIMIT_STRIKES refusals in a row, or a token that \
+             expired without a refresh.",
+            "reason",
+            &labels(&POLICY_CLOSES),
+            |w, i| load(&w.policy_closes[i]),
+        )?;
+        self.labelled(
+            encoder,
+            "auth_refreshes",
+            "AUTH messages: token replaced, or refused (invalid, expired or another identity).",
+            "result",
+            &labels(&REFRESHES),
+            |w, i| load(&w.auth_refreshes[i]),
+        )
     }
 }
 

@@ -5,13 +5,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// HTTP statuses a refused upgrade or plain request is counted under; anything else counts as
 /// the last entry (`other`).
-pub const HANDSHAKE_STATUSES: [u16; 12] =
-    [400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503, 0];
+pub const HANDSHAKE_STATUSES: [u16; 13] = [
+    400, 401, 403, 404, 405, 408, 411, 413, 426, 429, 431, 503, 0,
+];
 
 /// Close codes counted one by one; anything else counts as the last entry (`other`).
 pub const CLOSE_CODES: [u16; 13] = [
     1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1013, 0,
 ];
+
+/// `wsd_auth_failures` reasons: upgrades refused by access control.
+pub const AUTH_FAILURES: [&str; 5] = ["missing", "invalid", "expired", "origin", "rate"];
+/// `wsd_permission_denied` operations: requests outside the connection's rights.
+pub const DENIED_OPS: [&str; 3] = ["subscribe", "publish", "auth"];
+/// `wsd_rate_limited` scopes: messages refused by a rate limit.
+pub const RATE_SCOPES: [&str; 2] = ["connection", "identity"];
+/// `wsd_policy_closes` reasons: connections closed with 1008 by access control.
+pub const POLICY_CLOSES: [&str; 2] = ["rate_limit", "token_expired"];
+/// `wsd_auth_refreshes` results: `AUTH` messages.
+pub const REFRESHES: [&str; 2] = ["ok", "refused"];
 
 /// Why a connection was refused before any per-connection state was allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +114,16 @@ pub struct WorkerStats {
     pub sends: AtomicU64,
     /// Oversized messages discarded under `PAYLOAD_LIMIT_POLICY=send`.
     pub oversized_discarded: AtomicU64,
+    /// Upgrades refused by access control, indexed like [`AUTH_FAILURES`].
+    pub auth_failures: [AtomicU64; AUTH_FAILURES.len()],
+    /// Requests refused with `PERMISSION_DENIED`, indexed like [`DENIED_OPS`].
+    pub permission_denied: [AtomicU64; DENIED_OPS.len()],
+    /// Messages refused by a rate limit, indexed like [`RATE_SCOPES`].
+    pub rate_limited: [AtomicU64; RATE_SCOPES.len()],
+    /// Connections closed with 1008 by access control, indexed like [`POLICY_CLOSES`].
+    pub policy_closes: [AtomicU64; POLICY_CLOSES.len()],
+    /// `AUTH` refreshes, indexed like [`REFRESHES`].
+    pub auth_refreshes: [AtomicU64; REFRESHES.len()],
 }
 
 /// Adds one to a counter (relaxed: the only writer is the owning worker).

@@ -77,11 +77,30 @@ pub trait Handler {
         let _ = code;
     }
 
-    /// Whether a valid upgrade may be accepted now. `false` (a server shutting down) answers it
-    /// `503 Service Unavailable` with `Retry-After` instead of `101`.
-    fn accepts_upgrades(&self) -> bool {
-        true
+    /// Decides a valid upgrade request on the WebSocket path: accept it (with the subprotocol to
+    /// answer, if any), or append a complete refusal response to `out` (e.g. `503` while the
+    /// server shuts down, `401` without a valid token). By default every one is accepted, with
+    /// no subprotocol.
+    fn upgrade(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> UpgradeDecision {
+        let _ = (req, out);
+        UpgradeDecision::Accept { protocol: None }
     }
+}
+
+/// What [`Handler::upgrade`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeDecision {
+    /// Answer `101`, with `Sec-WebSocket-Protocol: protocol` when given (one token, RFC 6455
+    /// §4.2.2: one of those the client offered).
+    Accept {
+        /// The subprotocol selected.
+        protocol: Option<&'static str>,
+    },
+    /// A complete refusal response with this status is in `out`.
+    Refused {
+        /// The response's status code.
+        status: u16,
+    },
 }
 
 /// What the driver must do with the socket after a call.

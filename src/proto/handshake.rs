@@ -1,15 +1,15 @@
 //! The HTTP/1.1 opening handshake (RFC 6455 §4.2): parsing the request, checking the upgrade, and
 //! writing the `101 Switching Protocols` response or an error response.
 //!
-//! No subprotocol is ever negotiated: `Sec-WebSocket-Protocol` is ignored. The only extension is
-//! `permessage-deflate`, and only with compression on ([`Limits::compression`]): then the
-//! `Sec-WebSocket-Extensions` headers are parsed (malformed ones are answered 400) and the first
+//! The subprotocol answered, if any, is the handler's choice ([`Handler::upgrade`]). The only
+//! extension is `permessage-deflate`, and only with compression on ([`Limits::compression`]): then
+//! the `Sec-WebSocket-Extensions` headers are parsed (malformed ones are answered 400) and the first
 //! acceptable offer is answered in the 101. With compression off they are ignored.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::connection::{Handler, Limits};
+use super::connection::{Handler, Limits, UpgradeDecision};
 use super::deflate::Window;
 use super::extensions::{self, Agreed};
 use super::http::write_response;
@@ -164,26 +164,21 @@ pub fn handle<H: Handler>(
                 let body = format!("malformed Sec-WebSocket-Extensions header: {reason}\n");
                 write_response(out, 400, "Bad Request", TEXT, &[], body.as_bytes())
             }
-            Ok(_) if !handler.accepts_upgrades() => write_response(
-                out,
-                503,
-                "Service Unavailable",
-                TEXT,
-                &[("Retry-After", "1")],
-                b"server shutting down: connect again\n",
-            ),
-            Ok(key) => {
-                let agreed = agreed.ok().flatten();
-                write_switching_protocols(out, key, agreed.as_ref());
-                let window = agreed.map(|a| {
-                    if a.narrow() {
-                        Window::Narrow
-                    } else {
-                        Window::Wide
-                    }
-                });
-                return Outcome::Upgraded(len, window);
-            }
+            Ok(key) => match handler.upgrade(&request, out) {
+                UpgradeDecision::Accept { protocol } => {
+                    let agreed = agreed.ok().flatten();
+                    write_switching_protocols(out, key, protocol, agreed.as_ref());
+                    let window = agreed.map(|a| {
+                        if a.narrow() {
+                            Window::Narrow
+                        } else {
+                            Window::Wide
+                        }
+                    });
+                    return Outcome::Upgraded(len, window);
+                }
+                UpgradeDecision::Refused { status } => status,
+            },
             Err(rejection) => rejection.write(out),
         }
     };
@@ -378,12 +373,23 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     accept
 }
 
-fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8], deflate: Option<&Agreed>) {
+fn write_switching_protocols(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    protocol: Option<&str>,
+    deflate: Option<&Agreed>,
+) {
     const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
-    out.reserve(HEAD.len() + 28 + 4);
+    const PROTOCOL: &[u8] = b"Sec-WebSocket-Protocol: ";
+    out.reserve(HEAD.len() + 28 + 4 + protocol.map_or(0, |p| PROTOCOL.len() + p.len()));
     out.extend_from_slice(HEAD);
     out.extend_from_slice(&accept_key(key));
     out.extend_from_slice(b"\r\n");
+    if let Some(p) = protocol {
+        out.extend_from_slice(PROTOCOL);
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(agreed) = deflate {
         agreed.write_header(out);
     }
@@ -536,7 +542,37 @@ mod tests {
     }
 
     #[test]
-    fn upgrades_are_refused_with_503_when_the_handler_says_so() {
+    fn the_handler_picks_the_subprotocol() {
+        struct Picky;
+        impl Handler for Picky {
+            fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
+                Ok(())
+            }
+            fn http_request(&mut self, _: &HttpRequest<'_>, _: &mut Vec<u8>) -> u16 {
+                404
+            }
+            fn upgrade(&mut self, req: &HttpRequest<'_>, _: &mut Vec<u8>) -> UpgradeDecision {
+                let offered = req.has_token("Sec-WebSocket-Protocol", "wsd.v1");
+                UpgradeDecision::Accept {
+                    protocol: offered.then_some("wsd.v1"),
+                }
+            }
+        }
+        let req = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Protocol: chat, wsd.v1\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut out = Vec::new();
+        let o = handle(req.as_bytes(), &limits(), &mut out, &mut Picky);
+        assert_eq!(o, Outcome::Upgraded(req.len(), None));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: wsd.v1\r\n\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn upgrades_are_refused_when_the_handler_says_so() {
         struct Draining;
         impl Handler for Draining {
             fn message(&mut self, _: Message<'_>, _: &mut Vec<u8>) -> Result<(), AppClose> {
@@ -546,8 +582,18 @@ mod tests {
                 write_response(out, 404, "Not Found", TEXT, &[], b"not found\n");
                 404
             }
-            fn accepts_upgrades(&self) -> bool {
-                false
+            fn upgrade(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> UpgradeDecision {
+                assert_eq!(req.path, "/ws");
+                let retry = [("Retry-After", "1")];
+                let status = write_response(
+                    out,
+                    503,
+                    "Service Unavailable",
+                    TEXT,
+                    &retry,
+                    b"shutting down\n",
+                );
+                UpgradeDecision::Refused { status }
             }
         }
         let valid = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

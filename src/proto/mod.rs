@@ -18,7 +18,7 @@ pub mod mask;
 pub mod utf8;
 
 pub use close::CloseCode;
-pub use connection::{Connection, Handler, Limits, Status};
+pub use connection::{Connection, Handler, Limits, Status, UpgradeDecision};
 pub use decoder::Oversized;
 pub use frame::{Message, MessageKind, Opcode};
 pub use handshake::HttpRequest;

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod guard;
 pub mod relay;
 pub mod topics;
 
@@ -16,13 +17,16 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use crate::access::claims::Identity;
 use crate::app::{App, ConnId, Deliver, Outbox, Publish, SharedFrame};
 use crate::envelope::{self, Envelope, ErrorCode, Request, Scratch};
-use crate::metrics::WorkerStats;
+use crate::metrics::{WorkerStats, bump};
 use crate::proto::connection::AppClose;
 use crate::proto::deflate::Compression;
 use crate::proto::frame::{self, Message, MessageKind, Opcode};
+use crate::ratelimit::MessageType;
 use crate::state::Shared;
+use guard::Denial;
 use relay::{Relay, Relayed};
 use topics::{SubscribeError, TopicKey, TopicTable};
 
@@ -64,6 +68,8 @@ pub struct PubSub {
     /// The Redis thread was handed something this turn, woken once in `flush`.
     wake_engine: bool,
     scratch: Scratch,
+    /// Rights, rate limits and token expiry, when access control is configured.
+    guard: Option<guard::Guard>,
 }
 
 impl PubSub {
@@ -75,7 +81,9 @@ impl PubSub {
         stats: Arc<Shared>,
     ) -> Self {
         let workers = relay.workers();
+        let guard = stats.access.clone().map(guard::Guard::new);
         PubSub {
+            guard,
             worker,
             config,
             relay,
@@ -163,6 +171,13 @@ impl PubSub {
         let cid = envelope.correlation_id;
         match envelope.request {
             Request::Subscribe { topics } => {
+                if let Some(g) = &self.guard
+                    && let Some(topic) = topics.iter().find(|t| !g.may_subscribe(conn, t))
+                {
+                    bump(&self.stats.workers[self.worker].permission_denied[0]);
+                    let message = format!("not allowed to subscribe to '{topic}'");
+                    return reply_error(out, ErrorCode::PermissionDenied, &message, cid);
+                }
                 for topic in topics.iter() {
                     match self
                         .topics
@@ -192,6 +207,16 @@ impl PubSub {
                 self.publish_counts();
                 ack(out, "UNSUBSCRIBE", cid);
             }
+            Request::Publish { topic, .. }
+                if self
+                    .guard
+                    .as_ref()
+                    .is_some_and(|g| !g.may_publish(conn, topic)) =>
+            {
+                bump(&self.stats.workers[self.worker].permission_denied[1]);
+                let message = format!("not allowed to publish on '{topic}'");
+                reply_error(out, ErrorCode::PermissionDenied, &message, cid);
+            }
             Request::Publish { .. } if self.stats.is_draining() => {
                 // Every publish accepted before the drain reaches all its subscribers ahead of
                 // their 1001 (docs/ARCHITECTURE.md, the drain); one accepted now might not, so it is refused, not lost.
@@ -213,6 +238,43 @@ impl PubSub {
                 envelope::write_pong(&mut body, cid);
                 out.send(MessageKind::Text, &body);
             }
+            Request::Auth { token } => {
+                let stats = &self.stats.workers[self.worker];
+                let result = match &mut self.guard {
+                    Some(g) => g.refresh(conn, token, stats),
+                    None => Err(Denial::Reply {
+                        code: ErrorCode::InvalidArgument,
+                        message: "AUTH: authentication is not configured on this server".into(),
+                        retry_after_ms: None,
+                    }),
+                };
+                match result {
+                    Ok(()) => ack(out, "AUTH", cid),
+                    Err(denial) => {
+                        // A refresh refusal never closes.
+                        let _ = write_denial(out, denial, cid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Charges one message of type `ty` to the rate limits (when configured): `Ok(true)` to go
+    /// on, `Ok(false)` when it was refused (the error is in `out`), `Err` to close.
+    #[inline]
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        ty: MessageType,
+        cid: Option<&str>,
+        out: &mut Outbox<'_>,
+    ) -> Result<bool, AppClose> {
+        let Some(g) = &mut self.guard else {
+            return Ok(true);
+        };
+        match g.charge(conn, ty, &self.stats.workers[self.worker]) {
+            Ok(()) => Ok(true),
+            Err(denial) => write_denial(out, denial, cid).map(|()| false),
         }
     }
 }
@@ -234,6 +296,27 @@ fn ack(out: &mut Outbox<'_>, of: &str, correlation_id: Option<&str>) {
         let mut body = Vec::with_capacity(96);
         envelope::write_ack(&mut body, of, correlation_id);
         out.send(MessageKind::Text, &body);
+    }
+}
+
+/// Answers a refused request; `Err` when the connection must close after it.
+fn write_denial(out: &mut Outbox<'_>, denial: Denial, cid: Option<&str>) -> Result<(), AppClose> {
+    match denial {
+        Denial::Reply {
+            code,
+            message,
+            retry_after_ms,
+        } => {
+            let mut body = Vec::with_capacity(128 + message.len());
+            let retryable = retry_after_ms.is_some();
+            envelope::write_error(&mut body, code, &message, retryable, retry_after_ms, cid);
+            out.send(MessageKind::Text, &body);
+            Ok(())
+        }
+        Denial::Close(close, message) => {
+            reply_error(out, ErrorCode::ResourceExhausted, &message, cid);
+            Err(close)
+        }
     }
 }
 
@@ -261,35 +344,52 @@ impl App for PubSub {
         out: &mut Outbox<'_>,
     ) -> Result<(), AppClose> {
         if msg.kind == MessageKind::Binary {
+            if !self.admit(conn, MessageType::Other, None, out)? {
+                return Ok(());
+            }
             reply_error(
                 out,
                 ErrorCode::InvalidArgument,
                 "binary messages are not part of the protocol: send JSON text",
                 None,
             );
-        } else {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            match envelope::parse(msg.data, &mut scratch) {
-                Ok(envelope) => self.handle(conn, envelope, out),
-                Err(e) => {
-                    let cid = e.correlation_id();
+            return Ok(());
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = match envelope::parse(msg.data, &mut scratch) {
+            Ok(envelope) => {
+                let ty = guard::message_type(&envelope.request);
+                let admitted = self.admit(conn, ty, envelope.correlation_id, out);
+                if let Ok(true) = admitted {
+                    self.handle(conn, envelope, out);
+                }
+                admitted.map(|_| ())
+            }
+            Err(e) => {
+                let cid = e.correlation_id();
+                let admitted = self.admit(conn, MessageType::Other, cid, out);
+                if let Ok(true) = admitted {
                     reply_error(out, ErrorCode::InvalidArgument, &e.to_string(), cid);
                 }
+                admitted.map(|_| ())
             }
-            if scratch.retained_bytes() > SCRATCH_RETAIN {
-                scratch.shrink(); // a huge or dense message: give its memory back
-            }
-            self.scratch = scratch;
+        };
+        if scratch.retained_bytes() > SCRATCH_RETAIN {
+            scratch.shrink(); // a huge or dense message: give its memory back
         }
-        Ok(())
+        self.scratch = scratch;
+        result
     }
 
     fn on_oversized(
         &mut self,
-        _conn: ConnId,
+        conn: ConnId,
         _kind: MessageKind,
         out: &mut Outbox<'_>,
     ) -> Result<(), AppClose> {
+        if !self.admit(conn, MessageType::Other, None, out)? {
+            return Ok(());
+        }
         let message = format!(
             "message discarded: larger than MAX_PAYLOAD ({} bytes)",
             self.config.max_payload
@@ -298,7 +398,28 @@ impl App for PubSub {
         Ok(())
     }
 
+    fn on_identity(&mut self, conn: ConnId, identity: Arc<Identity>) {
+        if let Some(g) = &mut self.guard {
+            g.identify(conn, identity);
+        }
+    }
+
+    fn on_open(&mut self, conn: ConnId, _out: &mut Outbox<'_>) {
+        if let Some(g) = &mut self.guard {
+            g.open(conn);
+        }
+    }
+
+    fn tick(&mut self, now_ns: u64, close: &mut Vec<(ConnId, AppClose)>) {
+        if let Some(g) = &mut self.guard {
+            g.tick(now_ns, close, &self.stats.workers[self.worker]);
+        }
+    }
+
     fn on_close(&mut self, conn: ConnId) {
+        if let Some(g) = &mut self.guard {
+            g.close(conn);
+        }
         let mut lost = Vec::new();
         self.topics
             .remove_conn(conn, |topic| lost.push(topic.to_owned()));

@@ -173,6 +173,7 @@ pub fn pubsub_app(
         shutdown_timeout: std::time::Duration::from_secs(1),
         admission: crate::admission::Admission::new(1 << 20, 1 << 20, 0),
         drain: crate::state::DrainStats::default(),
+        access: None,
         wakers: vec![waker.clone()],
         tls: None,
         redis: None,

@@ -1,19 +1,23 @@
 //! What happens to one connection on input: admission at accept, received bytes through the
 //! protocol core to the application or the HTTP routes, and server-initiated closes.
 
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tracing::debug;
 
+use crate::access::claims::Identity;
 use crate::admission;
 use crate::app::{App, Outbox};
 use crate::http::{self, Routes};
 use crate::io::Token;
 use crate::metrics::{WorkerStats, add, bump};
 use crate::proto::connection::AppClose;
-use crate::proto::{CloseCode, Connection, Handler, HttpRequest, Message, MessageKind};
+use crate::proto::{
+    CloseCode, Connection, Handler, HttpRequest, Message, MessageKind, UpgradeDecision,
+};
 use crate::state::Shared;
 
 use super::State;
@@ -65,6 +69,23 @@ impl<A: App> State<A> {
             }
             self.peers[index] = Some(peer);
         }
+        if self
+            .shared
+            .access
+            .as_ref()
+            .is_some_and(|a| a.upgrades.is_some())
+        {
+            let ip = socket2::SockRef::from(&fd)
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map(|a| a.ip());
+            let index = token.index as usize;
+            if self.peer_ips.len() <= index {
+                self.peer_ips.resize(index + 1, None);
+            }
+            self.peer_ips[index] = ip;
+        }
         self.accepted.push((token, fd));
         self.handshakes.arm(self.now, token);
         let stats = self.worker_stats();
@@ -103,6 +124,10 @@ impl<A: App> State<A> {
             app: &mut self.app,
             routes: &mut self.routes,
             token,
+            worker: self.id,
+            peer_ips: &self.peer_ips,
+            now_ns: self.now_ns,
+            identity: None,
             shared: &self.shared,
             stats,
             messages_in: 0,
@@ -144,6 +169,17 @@ impl<A: App> State<A> {
         }
     }
 
+    /// Reads the turn's clock for the application and closes what it asks to (token expiry).
+    pub(super) fn tick_app(&mut self) {
+        self.now_ns = crate::ratelimit::ns_at(self.now);
+        let mut closes = std::mem::take(&mut self.app_closes);
+        self.app.tick(self.now_ns, &mut closes);
+        for (token, close) in closes.drain(..) {
+            self.close_with(token, close.code, close.reason);
+        }
+        self.app_closes = closes;
+    }
+
     /// Starts a server-initiated close of one connection.
     pub(super) fn close_with(&mut self, token: Token, code: CloseCode, reason: &str) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -177,6 +213,13 @@ struct ConnHandler<'a, A> {
     app: &'a mut A,
     routes: &'a mut Routes,
     token: Token,
+    worker: usize,
+    /// Connections' addresses by slot, when the upgrade check needs them.
+    peer_ips: &'a [Option<IpAddr>],
+    /// The turn's clock.
+    now_ns: u64,
+    /// The identity the upgrade check verified, handed to the application when it opens.
+    identity: Option<Arc<Identity>>,
     shared: &'a Arc<Shared>,
     stats: &'a WorkerStats,
     /// Data messages received in this call, added to the counters once by the caller.
@@ -187,6 +230,9 @@ struct ConnHandler<'a, A> {
 
 impl<A: App> Handler for ConnHandler<'_, A> {
     fn opened(&mut self, out: &mut Vec<u8>) {
+        if let Some(identity) = self.identity.take() {
+            self.app.on_identity(self.token, identity);
+        }
         let mut outbox = Outbox::new(out);
         self.app.on_open(self.token, &mut outbox);
         self.messages_out += outbox.sent();
@@ -222,7 +268,15 @@ impl<A: App> Handler for ConnHandler<'_, A> {
         }
     }
 
-    fn accepts_upgrades(&self) -> bool {
-        http::upgrade::accepts(self.shared)
+    fn upgrade(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> UpgradeDecision {
+        let ip = self
+            .peer_ips
+            .get(self.token.index as usize)
+            .copied()
+            .flatten();
+        let (decision, identity) =
+            http::upgrade::decide(self.shared, self.worker, req, ip, self.now_ns, out);
+        self.identity = identity;
+        decision
     }
 }

@@ -28,6 +28,7 @@ mod timers;
 mod tls;
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +41,7 @@ use crate::http::Routes;
 use crate::io::{Driver, Event, Token};
 use crate::metrics::{WorkerStats, bump, tally};
 use crate::proto::Limits;
+use crate::proto::connection::AppClose;
 use crate::proto::deflate::Codec;
 use crate::state::Shared;
 use backpressure::Held;
@@ -111,6 +113,13 @@ struct State<A> {
     /// Each connection's per-address admission key, by slab index (only with
     /// `MAX_CONNECTIONS_PER_IP` on; empty otherwise).
     peers: Vec<Option<PeerKey>>,
+    /// Each connection's address, by slab index (only with `UPGRADE_RATE_PER_IP` on; empty
+    /// otherwise): the upgrade check counts upgrades per address.
+    peer_ips: Vec<Option<IpAddr>>,
+    /// The turn's monotonic clock for rate limits ([`crate::ratelimit::now_ns`] at `now`).
+    now_ns: u64,
+    /// Connections the application asked to close at the start of the turn.
+    app_closes: Vec<(Token, AppClose)>,
     /// Set when the drain begins.
     drain: Option<Drain>,
     now: Instant,
@@ -167,6 +176,9 @@ impl<D: Driver, A: App> Worker<D, A> {
                 closings: Deadlines::new(budget.close_timeout),
                 pool: Vec::new(),
                 peers: Vec::new(),
+                peer_ips: Vec::new(),
+                now_ns: crate::ratelimit::now_ns(),
+                app_closes: Vec::new(),
                 drain: None,
                 now,
                 second: 0,
@@ -203,6 +215,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             self.state.now = Instant::now();
             let elapsed = self.state.now.duration_since(self.state.started).as_secs();
             self.state.second = u32::try_from(elapsed).unwrap_or(u32::MAX);
+            self.state.tick_app();
             bump(&self.state.worker_stats().loop_turns);
             self.state.publish_counters(self.driver.counters());
             // Both looked at before the application's flush, so that the flush delivers whatever
@@ -283,6 +296,9 @@ impl<A: App> State<A> {
                         .peers
                         .get_mut(token.index as usize)
                         .and_then(Option::take);
+                    if let Some(ip) = self.peer_ips.get_mut(token.index as usize) {
+                        *ip = None;
+                    }
                     // Still in the handshake phase: its handshake slot was never given back.
                     let upgrading = conn.proto.is_handshaking();
                     self.shared.admission.release(peer, upgrading);

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_redis;
+pub mod auth;
 pub mod pubsub;
 pub mod redis;
 
@@ -854,7 +855,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 34] = [
+pub const KNOB_VARS: [&str; 50] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -888,6 +889,22 @@ pub const KNOB_VARS: [&str; 34] = [
     "SSL_CERT",
     "SSL_KEY",
     "SSL_CLIENT_CA",
+    "JWT_SECRET",
+    "JWT_PUBLIC_KEY",
+    "JWT_AUDIENCE",
+    "JWT_ISSUER",
+    "JWT_LEEWAY",
+    "AUTH_REQUIRED",
+    "ANON_SUBSCRIBE",
+    "ANON_PUBLISH",
+    "DEFAULT_SUBSCRIBE",
+    "DEFAULT_PUBLISH",
+    "ALLOWED_ORIGINS",
+    "RATE_LIMIT",
+    "RATE_LIMIT_COST",
+    "RATE_LIMIT_STRIKES",
+    "RATE_LIMIT_IDENTITY",
+    "UPGRADE_RATE_PER_IP",
     "WSD_CONFIG",
 ];
 

@@ -168,7 +168,7 @@ pub struct PsClient {
     /// Names the client in failure messages.
     pub name: String,
     /// Messages read while waiting for something else, handed out first by [`PsClient::next`].
-    backlog: VecDeque<Reply>,
+    pub backlog: VecDeque<Reply>,
 }
 
 fn client_config() -> WebSocketConfig {

@@ -14,6 +14,7 @@ pub(super) enum Got {
     Unsub(Vec<String>),
     Pub(String, Vec<u8>, bool),
     Ping,
+    Auth(String),
 }
 
 pub(super) fn owned(env: &Envelope<'_>) -> (Got, Option<String>) {
@@ -27,6 +28,7 @@ pub(super) fn owned(env: &Envelope<'_>) -> (Got, Option<String>) {
             exclude_self,
         } => Got::Pub(topic.to_owned(), data.to_vec(), exclude_self),
         Request::Ping => Got::Ping,
+        Request::Auth { token } => Got::Auth(token.to_owned()),
     };
     (got, env.correlation_id.map(str::to_owned))
 }

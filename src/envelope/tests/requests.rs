@@ -42,6 +42,15 @@ fn publish() {
 
 #[test]
 fn ping() {
+    assert_eq!(
+        ok(r#"{"type":"AUTH","payload":{"token":"a.b.c"},"meta":{"correlationId":"r"}}"#),
+        (Got::Auth("a.b.c".into()), Some("r".into()))
+    );
+    assert!(msg_of(r#"{"type":"AUTH","payload":{}}"#).contains("payload.token"));
+    assert!(msg_of(r#"{"type":"AUTH","payload":{"token":1}}"#).contains("payload.token"));
+    assert!(
+        msg_of(r#"{"type":"AUTH","payload":{"token":"a","token":"b"}}"#).contains("payload.token")
+    );
     assert_eq!(ok(r#"{"type":"PING","payload":{}}"#), (Got::Ping, None));
     assert_eq!(ok(r#"{"type":"PING"}"#), (Got::Ping, None));
     assert_eq!(
