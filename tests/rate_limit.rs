@@ -23,7 +23,7 @@ fn exhausted(r: &Reply, scope: &str) -> Option<u64> {
     assert_eq!(r.code(), "RESOURCE_EXHAUSTED", "{}", r.text);
     assert!(r.str_field("message").contains(scope), "{}", r.text);
     match r.field("retryAfterMs") {
-        Some(Json::Num(n)) => Some(n as u64),
+        Some(Json::Number(n)) => n.as_u64(),
         None => None,
         other => panic!("retryAfterMs is {other:?}: {}", r.text),
     }
