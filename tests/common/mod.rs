@@ -4,8 +4,8 @@
 //! Every blocking read and write has a timeout, so no test can hang on a silent server.
 #![allow(dead_code)]
 
-pub mod fake_redis;
 pub mod auth;
+pub mod fake_redis;
 pub mod pubsub;
 pub mod redis;
 
