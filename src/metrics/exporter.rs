@@ -342,10 +342,11 @@ impl Collector for Exporter {
             },
         )?;
         self.per_worker(&mut encoder, &LOOP[10])?;
+        self.access(&mut encoder)?;
         if let Some(redis) = self.0.redis() {
             encode_redis(&mut encoder, redis)?;
         }
-        self.access(&mut encoder)
+        Ok(())
     }
 }
 
