@@ -29,8 +29,9 @@ tck=$(getconf CLK_TCK)
 start_wsd() { # port redis(yes/no)
   local url=""
   [ "$2" = yes ] && url="redis://127.0.0.1:$rport"
-  REDIS_URL=$url CLUSTER_WORKERS=1 WSD_APP=pubsub PORT=$1 HOST=127.0.0.1 LOG_LEVEL=warn \
-    taskset -c 0 target/release/wsd 2>/dev/null &
+  # REDIS_URL only when used: wsd refuses an empty value (exit 2).
+  env ${url:+REDIS_URL=$url} CLUSTER_WORKERS=1 WSD_APP=pubsub PORT=$1 HOST=127.0.0.1 LOG_LEVEL=warn \
+    taskset -c 0 target/release/wsd >/dev/null 2>&1 &
   echo $!
 }
 metric() { curl -s http://127.0.0.1:$1/metrics | awk -v n="$2" '$1==n {print $2}'; }
@@ -53,7 +54,7 @@ for rep in $(seq 1 "$REPS"); do
     # shellcheck disable=SC2086
     out=$(taskset -c 1 target/release/wsd-loadtest fanout --url ws://127.0.0.1:$pa/ws "${extra[@]}" \
       --subscribers 1000 --publishers 1 --topics 1 --window 32 $LOAD --duration "$DURATION" --warmup 2 \
-      --drain 3 --server-pid "$a" --json 2>/dev/null)
+      --drain 3 --server-pid "$a" --json 2>"$tmp/lt.err") || { cat "$tmp/lt.err" >&2; exit 1; }
     r1=$(cpu_of $rpid)
     n1=$(rcli INFO stats | awk -F: '/^total_net_(input|output)_bytes/ {s+=$2} END {print s}')
     p1=$( [ "$variant" = one ] && echo 0 || metric $pa wsd_redis_published_total )
