@@ -24,7 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use wsd::app::AppKind;
 use wsd::config::{Config, Workers};
 use wsd::io::Backend;
-use wsd::metrics::FAMILIES;
+use wsd::metrics::{FAMILIES, PROCESS_FAMILIES};
 use wsd::server::Server;
 
 /// Families that are gauges (or the build info); every other one is a counter.
@@ -113,6 +113,18 @@ impl Parsed {
         assert!(found, "no sample {name} with {filter:?}: {self:#?}");
         assert!(total.fract() == 0.0 && total >= 0.0, "{name}: {total}");
         total as u64
+    }
+
+    /// The sum of the samples called `name`, as a float (sums, process figures).
+    fn float(&self, name: &str) -> f64 {
+        let values: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(!values.is_empty(), "no sample {name}: {self:#?}");
+        values.iter().sum()
     }
 
     /// The value of `name` on each worker, by worker id.
@@ -313,18 +325,18 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
     );
     sent_bytes += refused(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 
-    // While the clients are open: 4 WebSocket connections and the scrape's own.
+    // While the clients are open: 4 WebSocket connections (the scrape leaves its own out).
     let mut last = None;
     let settled = poll(Duration::from_secs(20), || {
         let p = scrape_parsed(&mut scrapes);
-        let ok = p.sum("wsd_connections", &[]) == 5;
+        let ok = p.sum("wsd_connections", &[]) == 4;
         last = Some(p);
         ok.then_some(())
     });
     let p = last.expect("one scrape");
     assert!(
         settled.is_some(),
-        "{ctx}: connections never settled at 5: {p:#?}"
+        "{ctx}: connections never settled at 4: {p:#?}"
     );
     assert_eq!(p.sum("wsd_topics", &[]), 1, "{ctx}");
     assert_eq!(p.sum("wsd_subscriptions", &[]), 1, "{ctx}");
@@ -343,7 +355,7 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
     let mut last = None;
     let settled = poll(Duration::from_secs(20), || {
         let p = scrape_parsed(&mut scrapes);
-        let ok = p.sum("wsd_connections", &[]) == 1
+        let ok = p.sum("wsd_connections", &[]) == 0
             && p.sum("wsd_closes_total", &[]) == 4
             && p.sum("wsd_queued_bytes", &[]) == 0;
         last = Some(p);
@@ -363,6 +375,8 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
             .unwrap_or_else(|| panic!("{ctx}: no family {name}: {p:#?}"));
         let want = if name == "wsd_build" {
             "info"
+        } else if name == "wsd_publish_delay_seconds" {
+            "histogram"
         } else if GAUGES.contains(&name) {
             "gauge"
         } else {
@@ -371,15 +385,32 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
         assert_eq!(kind, want, "{ctx}: type of {name}");
         assert!(!help.is_empty(), "{ctx}: {name} has no help");
         if name != "wsd_build" {
-            let sample = if want == "counter" {
-                format!("{name}_total")
-            } else {
-                name.to_owned()
+            let sample = match want {
+                "counter" => format!("{name}_total"),
+                "histogram" => format!("{name}_count"),
+                _ => name.to_owned(),
             };
             assert_eq!(p.per_worker(&sample, 2).len(), 2, "{ctx}: {sample}");
         }
     }
-    assert_eq!(p.families.len(), FAMILIES.len(), "{ctx}: {:?}", p.families);
+    for name in PROCESS_FAMILIES {
+        let (kind, _) = p
+            .families
+            .get(name)
+            .unwrap_or_else(|| panic!("{ctx}: no family {name}: {p:#?}"));
+        let want = if name == "process_cpu_seconds" {
+            "counter"
+        } else {
+            "gauge"
+        };
+        assert_eq!(kind, want, "{ctx}: type of {name}");
+    }
+    assert_eq!(
+        p.families.len(),
+        FAMILIES.len() + PROCESS_FAMILIES.len(),
+        "{ctx}: {:?}",
+        p.families
+    );
     let io = backend.to_string();
     assert_eq!(
         p.sum(
@@ -400,8 +431,42 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
     );
     assert_eq!(
         v("wsd_connections", &[]),
-        1,
-        "{ctx}: only the scrape is open"
+        0,
+        "{ctx}: only the scrape is open, and it does not count itself"
+    );
+    // One publish-delay observation per turn that delivered: at least one, at most one per
+    // publication (7), each within the histogram's range.
+    let turns = v("wsd_publish_delay_seconds_count", &[]);
+    assert!(
+        (1..=7).contains(&turns),
+        "{ctx}: delay observations {turns}"
+    );
+    assert_eq!(
+        v("wsd_publish_delay_seconds_bucket", &[("le", "+Inf")]),
+        turns,
+        "{ctx}"
+    );
+    let delay_sum = p.float("wsd_publish_delay_seconds_sum");
+    assert!(
+        delay_sum > 0.0 && delay_sum < turns as f64 * 5.0,
+        "{ctx}: delay sum {delay_sum} s over {turns} turns"
+    );
+    // The process figures, read from /proc at the scrape: this test process is the server.
+    let rss = p.float("process_resident_memory_bytes");
+    assert!(rss > f64::from(1u32 << 20), "{ctx}: RSS {rss}");
+    assert!(
+        p.float("process_open_fds") >= 8.0,
+        "{ctx}: listeners, rings, sockets"
+    );
+    assert!(p.float("process_cpu_seconds_total") > 0.0, "{ctx}");
+    let start = p.float("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        start <= now && start > now - 3600.0,
+        "{ctx}: start {start}, now {now}"
     );
     assert_eq!(
         v("wsd_messages_received_total", &[]),
@@ -541,6 +606,120 @@ fn queued_bytes_follow_a_stuck_subscriber() {
                 drained.is_some(),
                 "{ctx}: queued bytes stay after the close"
             );
+        });
+    }
+}
+
+/// `promtool` (Debian's `prometheus` package; scripts/test installs it), or `None` with a note
+/// when it is missing and CI does not require it.
+fn promtool() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("WSD_TEST_PROMTOOL").unwrap_or("promtool".into()));
+    let works = Command::new(&path)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Some(path);
+    }
+    let why = format!(
+        "no {} (scripts/test installs Debian's prometheus package)",
+        path.display()
+    );
+    if std::env::var("WSD_REQUIRE_URING").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("note: skipping the promtool check: {why}");
+    None
+}
+
+/// Runs `promtool check metrics` over `text`: its exit status and what it printed.
+fn promtool_check(promtool: &PathBuf, text: &str) -> (bool, String) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", promtool.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let owned = text.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(owned.as_bytes());
+    });
+    let out = child.wait_with_output().expect("promtool output");
+    let _ = writer.join();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[test]
+fn plain_text_scrapers_get_the_classic_format_and_promtool_accepts_it() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    // The check must be able to fail: promtool refuses the OpenMetrics answer (its `info`
+    // type is not in the classic format).
+    for backend in backends() {
+        let promtool = promtool.clone();
+        off_thread(move || {
+            let ctx = format!("[{backend}]");
+            let server = start_pubsub(backend, |_| {});
+            let addr = server.local_addr();
+            // Something in every family that moves: a delivery, so the histogram has a sample.
+            let mut sub = PsClient::connect(addr, format!("{ctx} sub"));
+            sub.subscribe("t");
+            let resp = http_request(addr, "POST", "/publish", &[], br#"{"topic":"t","data":1}"#);
+            assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+            sub.messages(1, IO_TIMEOUT);
+            for accept in ["text/plain", "text/plain; version=0.0.4; q=0.9, */*; q=0.1"] {
+                let resp = scrape_with(addr, &[("Accept", accept)]);
+                assert_eq!(resp.status, 200, "{ctx} {accept}: {resp:?}");
+                assert_eq!(
+                    resp.header("content-type"),
+                    Some(wsd::metrics::CLASSIC_CONTENT_TYPE),
+                    "{ctx} {accept}"
+                );
+                let text = resp.text();
+                assert!(!text.contains("# EOF"), "{ctx}: {text}");
+                assert!(
+                    text.contains("# TYPE wsd_connections_accepted_total counter\n"),
+                    "{ctx}: {text}"
+                );
+                let (ok, said) = promtool_check(&promtool, &text);
+                assert!(
+                    ok,
+                    "{ctx}: promtool refused the classic format: {said}\n{text}"
+                );
+                let count = sample_value(&text, r#"wsd_publish_delay_seconds_count{worker="0"}"#)
+                    .unwrap_or(0)
+                    + sample_value(&text, r#"wsd_publish_delay_seconds_count{worker="1"}"#)
+                        .unwrap_or(0);
+                assert!(count >= 1, "{ctx}: the delivery's turn observed: {text}");
+            }
+            // What Prometheus itself sends, and no Accept at all: OpenMetrics, which promtool's
+            // classic parser refuses.
+            for headers in [
+                &[(
+                    "Accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                )][..],
+                &[][..],
+            ] {
+                let resp = scrape_with(addr, headers);
+                assert_eq!(
+                    resp.header("content-type"),
+                    Some(wsd::metrics::CONTENT_TYPE),
+                    "{ctx} {headers:?}"
+                );
+                let (ok, said) = promtool_check(&promtool, &resp.text());
+                assert!(!ok, "{ctx}: promtool took OpenMetrics as classic: {said}");
+            }
         });
     }
 }

@@ -29,9 +29,20 @@ use crate::state::Shared;
 #[derive(Default)]
 pub struct Routes {
     scratch: Scratch,
+    /// The worker these routes answer for (a scrape leaves its own connection out of
+    /// `wsd_connections`).
+    worker: usize,
 }
 
 impl Routes {
+    /// The routes of worker `worker`.
+    pub fn for_worker(worker: usize) -> Self {
+        Routes {
+            scratch: Scratch::default(),
+            worker,
+        }
+    }
+
     /// Answers a request that is not a WebSocket upgrade: appends one complete response to `out`
     /// and returns its status code.
     pub fn respond<A: App>(
@@ -46,7 +57,7 @@ impl Routes {
                 publish::respond(req, shared, &mut self.scratch, app, out)
             }
             ("GET", "/health") => health::respond(shared, out),
-            ("GET", "/metrics") => metrics(req, shared, out),
+            ("GET", "/metrics") => metrics(req, shared, Some(self.worker), out),
             ("GET", _) => {
                 write_response(out, 404, "Not Found", "text/plain", &[], b"no such path\n")
             }
@@ -63,8 +74,15 @@ impl Routes {
 }
 
 /// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
-/// the request does not carry it, the exposition otherwise.
-fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) -> u16 {
+/// the request does not carry it, the exposition otherwise, in the format its `Accept` header
+/// asks for (OpenMetrics unless it asks for `text/plain` only). `worker`: the worker whose
+/// connection asks, when `wsd_connections` counts that connection.
+fn metrics(
+    req: &HttpRequest<'_>,
+    shared: &Arc<Shared>,
+    worker: Option<usize>,
+    out: &mut Vec<u8>,
+) -> u16 {
     if !auth::authorized(req, shared.metrics_key.as_ref()) {
         return write_response(
             out,
@@ -75,7 +93,7 @@ fn metrics(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) -> u1
             b"missing or wrong Authorization: Bearer key\n",
         );
     }
-    let body = crate::metrics::render(shared);
-    let content_type = crate::metrics::CONTENT_TYPE;
-    write_response(out, 200, "OK", content_type, &[], body.as_bytes())
+    let format = crate::metrics::Format::negotiate(req.header("Accept"));
+    let body = crate::metrics::render_for(shared, crate::metrics::Scrape { format, worker });
+    write_response(out, 200, "OK", format.content_type(), &[], body.as_bytes())
 }

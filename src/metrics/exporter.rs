@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -28,7 +28,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Every metric family `/metrics` exports (without the `_total` suffix counters carry on their
 /// samples), in the order they appear.
-pub const FAMILIES: [&str; 27] = [
+pub const FAMILIES: [&str; 28] = [
     "wsd_build",
     "wsd_connections",
     "wsd_connections_accepted",
@@ -56,7 +56,11 @@ pub const FAMILIES: [&str; 27] = [
     "wsd_rate_limited",
     "wsd_policy_closes",
     "wsd_auth_refreshes",
+    "wsd_publish_delay_seconds",
 ];
+
+pub use super::classic::{CLASSIC_CONTENT_TYPE, Format};
+pub use super::process::PROCESS_FAMILIES;
 
 /// What an exposition reads: the running server's backend and its workers' counters (the
 /// server's shared state implements it; a test can stand in for it).
@@ -71,20 +75,50 @@ pub trait Source: fmt::Debug + Send + Sync + 'static {
     }
 }
 
-/// The exposition text for the counters of `source`, ending with `# EOF`.
+/// The exposition text for the counters of `source` in OpenMetrics, ending with `# EOF`.
 pub fn render<S: Source>(source: &Arc<S>) -> String {
-    let mut registry = Registry::with_prefix("wsd");
+    render_for(source, Scrape::default())
+}
+
+/// How one scrape is answered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scrape {
+    /// The format asked for.
+    pub format: Format,
+    /// The worker whose connection asks, when it is one the `wsd_connections` gauge counts: the
+    /// gauge leaves the scrape's own connection out.
+    pub worker: Option<usize>,
+}
+
+/// The exposition text for the counters of `source` as `scrape` asks: every `wsd_*` family,
+/// the Redis ones with `REDIS_URL`, then the standard `process_*` ones read from `/proc` now.
+pub fn render_for<S: Source>(source: &Arc<S>, scrape: Scrape) -> String {
     let workers = source.workers().len();
-    registry.register_collector(Box::new(Exporter(source.clone())));
-    let mut text = String::with_capacity(4096 + 2048 * workers);
+    let mut registry = Registry::with_prefix("wsd");
+    registry.register_collector(Box::new(Exporter {
+        source: source.clone(),
+        scraper: scrape.worker,
+    }));
+    let mut process = Registry::default();
+    process.register_collector(Box::new(super::process::Collect));
+    let mut text = String::with_capacity(6144 + 3072 * workers);
     // Writing to a String cannot fail; an encoder error would only cut the answer short.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    text
+    let _ = prometheus_client::encoding::text::encode_registry(&mut text, &registry);
+    let _ = prometheus_client::encoding::text::encode(&mut text, &process);
+    match scrape.format {
+        Format::OpenMetrics => text,
+        Format::Classic => super::classic::from_openmetrics(&text),
+    }
 }
 
 /// Reads the workers' counters while a scrape is encoded.
 #[derive(Debug)]
-pub struct Exporter(pub Arc<dyn Source>);
+pub struct Exporter {
+    /// The counters.
+    pub source: Arc<dyn Source>,
+    /// The worker of the scrape's own connection, left out of `wsd_connections`.
+    pub scraper: Option<usize>,
+}
 
 /// Whether a family is a counter or a gauge.
 #[derive(Clone, Copy)]
@@ -113,7 +147,7 @@ fn load_usize(gauge: &AtomicUsize) -> u64 {
 const TRAFFIC: [PerWorker; 6] = [
     PerWorker {
         name: "connections",
-        help: "Connections open now (WebSocket and plain HTTP).",
+        help: "Connections open now (WebSocket and plain HTTP), the scrape's own left out.",
         kind: Kind::Gauge,
         read: |w| load_usize(&w.connections),
     },
@@ -228,12 +262,16 @@ impl Exporter {
             Kind::Gauge => MetricType::Gauge,
         };
         let mut family = encoder.encode_descriptor(m.name, m.help, None, metric_type)?;
-        for (id, w) in self.0.workers().iter().enumerate() {
+        for (id, w) in self.source.workers().iter().enumerate() {
             let labels = [("worker", id.to_string())];
             let sample = family.encode_family(&labels)?;
+            let mut value = (m.read)(w);
+            if m.name == "connections" && self.scraper == Some(id) {
+                value = value.saturating_sub(1); // the scrape's own connection
+            }
             match m.kind {
-                Kind::Counter => ConstCounter::new((m.read)(w)).encode(sample)?,
-                Kind::Gauge => ConstGauge::new(to_i64((m.read)(w))).encode(sample)?,
+                Kind::Counter => ConstCounter::new(value).encode(sample)?,
+                Kind::Gauge => ConstGauge::new(to_i64(value)).encode(sample)?,
             }
         }
         Ok(())
@@ -251,7 +289,7 @@ impl Exporter {
         read: fn(&WorkerStats, usize) -> u64,
     ) -> fmt::Result {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (id, w) in self.0.workers().iter().enumerate() {
+        for (id, w) in self.source.workers().iter().enumerate() {
             for (i, value) in values.iter().enumerate() {
                 let labels = [("worker", id.to_string()), (key, value.clone())];
                 ConstCounter::new(read(w, i)).encode(family.encode_family(&labels)?)?;
@@ -283,7 +321,7 @@ impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let info = Info::new([
             ("version", env!("CARGO_PKG_VERSION").to_owned()),
-            ("io", self.0.backend().to_string()),
+            ("io", self.source.backend().to_string()),
         ]);
         let sample = encoder.encode_descriptor(
             "build",
@@ -343,7 +381,8 @@ impl Collector for Exporter {
         )?;
         self.per_worker(&mut encoder, &LOOP[10])?;
         self.access(&mut encoder)?;
-        if let Some(redis) = self.0.redis() {
+        self.publish_delay(&mut encoder)?;
+        if let Some(redis) = self.source.redis() {
             encode_redis(&mut encoder, redis)?;
         }
         Ok(())
@@ -351,6 +390,25 @@ impl Collector for Exporter {
 }
 
 impl Exporter {
+    /// `wsd_publish_delay_seconds`, one histogram per worker (`metrics/delay.rs`).
+    fn publish_delay(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let mut family = encoder.encode_descriptor(
+            "publish_delay_seconds",
+            "Per loop turn that delivered published messages: seconds from the start of the \
+             turn's work to its sends queued (one observation per turn, not per message).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (id, w) in self.source.workers().iter().enumerate() {
+            let labels = [("worker", id.to_string())];
+            let (sum, count, buckets) = w.publish_delay.snapshot();
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
     /// The access-control families.
     fn access(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let labels = |l: &[&str]| -> Vec<String> { l.iter().map(|s| (*s).to_owned()).collect() };
@@ -525,6 +583,7 @@ mod tests {
         let expected: Vec<&str> = FAMILIES
             .iter()
             .chain(REDIS_FAMILIES.iter())
+            .chain(PROCESS_FAMILIES.iter())
             .copied()
             .collect();
         assert_eq!(types, expected, "{text}");
@@ -552,25 +611,69 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split(' ').next())
             .collect();
-        assert_eq!(types, FAMILIES, "{text}");
-        for name in FAMILIES {
+        let all: Vec<&str> = FAMILIES.iter().chain(&PROCESS_FAMILIES).copied().collect();
+        assert_eq!(types, all, "{text}");
+        for name in &all {
             assert_eq!(
                 text.matches(&format!("# HELP {name} ")).count(),
                 1,
                 "{name}: {text}"
             );
         }
-        // Every sample line is `name{labels} integer` with a known family name.
+        // Every sample line is `name{labels} number` with a known family name; every `wsd_`
+        // value but the histogram's sum is an integer.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').expect("name and value");
-            assert!(value.parse::<u64>().is_ok(), "{line}");
             let name = series.split('{').next().unwrap_or_default();
-            let family = name
-                .strip_suffix("_total")
-                .or_else(|| name.strip_suffix("_info"))
+            let family = ["_total", "_info", "_sum", "_count", "_bucket"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|f| all.contains(f))
                 .unwrap_or(name);
-            assert!(FAMILIES.contains(&family), "{line}");
+            assert!(all.contains(&family), "{line}");
+            let number: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            if family.starts_with("wsd_") && !name.ends_with("_sum") {
+                assert!(value.parse::<u64>().is_ok(), "{line}");
+            }
+            assert!(number >= 0.0, "{line}");
         }
+    }
+
+    #[test]
+    fn a_scrape_leaves_its_own_connection_out_and_classic_is_0_0_4() {
+        let s = shared(2);
+        s.0[0].connections.store(3, Ordering::Relaxed);
+        s.0[1].connections.store(1, Ordering::Relaxed);
+        let mine = render_for(
+            &s,
+            Scrape {
+                format: Format::OpenMetrics,
+                worker: Some(1),
+            },
+        );
+        assert_eq!(sample(&mine, r#"wsd_connections{worker="0"}"#), Some(3));
+        assert_eq!(sample(&mine, r#"wsd_connections{worker="1"}"#), Some(0));
+        let classic = render_for(
+            &s,
+            Scrape {
+                format: Format::Classic,
+                worker: None,
+            },
+        );
+        assert_eq!(sample(&classic, r#"wsd_connections{worker="1"}"#), Some(1));
+        assert!(!classic.contains("# EOF"), "{classic}");
+        assert!(
+            classic.contains("# TYPE wsd_closes_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE wsd_build_info gauge\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE wsd_publish_delay_seconds histogram\n"),
+            "{classic}"
+        );
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct WorkerStats {
     pub policy_closes: [AtomicU64; POLICY_CLOSES.len()],
     /// `AUTH` refreshes, indexed like [`REFRESHES`].
     pub auth_refreshes: [AtomicU64; REFRESHES.len()],
+    /// Per loop turn that delivered published messages: the turn's batch time
+    /// (`wsd_publish_delay_seconds`).
+    pub publish_delay: super::delay::DelayHistogram,
 }
 
 /// Adds one to a counter (relaxed: the only writer is the owning worker).

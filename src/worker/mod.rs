@@ -188,7 +188,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 queued: tally::QueuedBytes::default(),
                 wakes: Vec::new(),
                 sends: 0,
-                routes: Routes::default(),
+                routes: Routes::for_worker(id),
                 handshakes_tls: tls::Handshakes::default(),
                 plaintext: Vec::new(),
             },
@@ -206,11 +206,21 @@ impl<D: Driver, A: App> Worker<D, A> {
     }
 
     fn serve(&mut self) -> io::Result<()> {
+        // `wsd_publish_delay_seconds` (metrics/delay.rs): the worker's delivered count as of the
+        // last turn, so a turn that delivered published messages observes its batch time.
+        let mut delivered_seen = 0u64;
         loop {
             let timeout = self.state.sleep_for();
             let state = &mut self.state;
             state.handshakes_tls.new_turn();
-            self.driver.turn(timeout, |event| state.on_event(event))?;
+            // When the turn's first completion was seen: its work starts there.
+            let mut work_start = None;
+            self.driver.turn(timeout, |event| {
+                if work_start.is_none() {
+                    work_start = Some(Instant::now());
+                }
+                state.on_event(event)
+            })?;
             self.state.step_waiting_handshake();
             self.state.now = Instant::now();
             let elapsed = self.state.now.duration_since(self.state.started).as_secs();
@@ -230,6 +240,13 @@ impl<D: Driver, A: App> Worker<D, A> {
                 self.state.drain_step(&mut self.driver, quiet);
             }
             self.state.flush(&mut self.driver);
+            let stats = self.state.worker_stats();
+            let delivered = stats.delivered.load(Ordering::Relaxed);
+            if delivered != delivered_seen {
+                delivered_seen = delivered;
+                let start = work_start.unwrap_or(self.state.now);
+                stats.publish_delay.observe(start.elapsed());
+            }
             if self.state.drain.is_some() && self.state.conns.is_empty() {
                 self.state.finish_drain();
                 return Ok(());
