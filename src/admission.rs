@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::metrics::RejectReason;
@@ -72,6 +72,8 @@ pub type PeerKey = Ipv6Addr;
 struct Counts {
     open: AtomicUsize,
     upgrading: AtomicUsize,
+    /// A worker paused accepting at a process-wide limit and waits to be woken when a slot frees.
+    waiting: AtomicBool,
 }
 
 /// The admission limits and counts, shared by every worker of a server.
@@ -125,6 +127,29 @@ impl Admission {
         self.counts.upgrading.load(Ordering::Relaxed)
     }
 
+    /// Whether a process-wide limit (`MAX_CONNECTIONS` or `UPGRADE_MAX_CONCURRENT`) is reached:
+    /// workers stop accepting, and new connections wait in the kernel's backlog.
+    pub fn full(&self) -> bool {
+        self.counts.open.load(Ordering::SeqCst) >= self.max_connections
+            || self.counts.upgrading.load(Ordering::SeqCst) >= self.upgrade_max_concurrent
+    }
+
+    /// A worker pauses accepting at a process-wide limit: the next slot to free asks for the
+    /// workers to be woken ([`Admission::upgrade_done`] and [`Admission::release`] return
+    /// `true`). Returns whether the limit is still reached: `false` means a slot freed meanwhile
+    /// (the flag is set before the counts are read again, so no release goes unseen).
+    pub fn wait_for_slot(&self) -> bool {
+        self.counts.waiting.store(true, Ordering::SeqCst);
+        self.full()
+    }
+
+    /// After freeing a slot: whether a paused worker waits for one (then the caller wakes the
+    /// workers). Clears the request.
+    fn slot_freed(&self) -> bool {
+        self.counts.waiting.load(Ordering::SeqCst)
+            && self.counts.waiting.swap(false, Ordering::SeqCst)
+    }
+
     /// Whether connections are counted per peer address.
     pub fn per_ip_enabled(&self) -> bool {
         self.per_ip.is_some()
@@ -174,23 +199,32 @@ impl Admission {
 
     /// An admitted connection finished its HTTP request (upgraded, answered or dropped): its
     /// handshake slots are free. Call at most once per connection, with the key `admit` gave.
-    pub fn upgrade_done(&self, peer: Option<PeerKey>) {
+    /// Returns whether a worker paused at a limit waits for this slot (wake the workers then).
+    #[must_use]
+    pub fn upgrade_done(&self, peer: Option<PeerKey>) -> bool {
         if let (Some(upgrading), Some(key)) = (&self.upgrading_per_ip, peer) {
             upgrading.release(key);
         }
-        self.counts.upgrading.fetch_sub(1, Ordering::Relaxed);
+        self.counts.upgrading.fetch_sub(1, Ordering::SeqCst);
+        self.slot_freed()
     }
 
     /// An admitted connection is gone: frees its slots. `upgrading` says whether it still held
-    /// its handshake slots; `peer` is what [`Admission::admit`] returned.
-    pub fn release(&self, peer: Option<PeerKey>, upgrading: bool) {
+    /// its handshake slots; `peer` is what [`Admission::admit`] returned. Returns whether a
+    /// worker paused at a limit waits for this slot (wake the workers then).
+    #[must_use]
+    pub fn release(&self, peer: Option<PeerKey>, upgrading: bool) -> bool {
         if upgrading {
-            self.upgrade_done(peer);
+            if let (Some(upgrading), Some(key)) = (&self.upgrading_per_ip, peer) {
+                upgrading.release(key);
+            }
+            self.counts.upgrading.fetch_sub(1, Ordering::SeqCst);
         }
         if let (Some(per_ip), Some(key)) = (&self.per_ip, peer) {
             per_ip.release(key);
         }
-        self.counts.open.fetch_sub(1, Ordering::Relaxed);
+        self.counts.open.fetch_sub(1, Ordering::SeqCst);
+        self.slot_freed()
     }
 }
 
@@ -402,25 +436,25 @@ mod tests {
             (1, 1),
             "the refusal is undone"
         );
-        adm.upgrade_done(key);
-        adm.release(key, false);
+        let _ = adm.upgrade_done(key);
+        let _ = adm.release(key, false);
         assert_eq!((adm.open(), adm.upgrading()), (0, 0));
 
         let adm = Admission::new(3, 1, 0);
         let first = adm.admit(&s1).unwrap();
         assert_eq!(first, None, "no address looked up with the limit off");
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradeConcurrent));
-        adm.upgrade_done(None);
+        let _ = adm.upgrade_done(None);
         let second = adm.admit(&s2).unwrap();
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradeConcurrent));
-        adm.release(second, true);
-        adm.release(first, false);
+        let _ = adm.release(second, true);
+        let _ = adm.release(first, false);
         assert_eq!((adm.open(), adm.upgrading()), (0, 0));
 
         let adm = Admission::new(1, 5, 0);
         let first = adm.admit(&s1).unwrap();
         assert_eq!(adm.admit(&s2), Err(RejectReason::MaxConnections));
-        adm.release(first, true);
+        let _ = adm.release(first, true);
         assert!(adm.admit(&s2).is_ok());
 
         // One handshake per address: the second waits for the first to finish, and a refusal
@@ -430,11 +464,11 @@ mod tests {
         assert_eq!(first, Some(Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
         assert_eq!((adm.open(), adm.upgrading()), (1, 1));
-        adm.upgrade_done(first);
+        let _ = adm.upgrade_done(first);
         let second = adm.admit(&s2).unwrap();
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
-        adm.release(second, true);
-        adm.release(first, false);
+        let _ = adm.release(second, true);
+        let _ = adm.release(first, false);
         assert_eq!((adm.open(), adm.upgrading()), (0, 0));
         assert_eq!(adm.upgrading_per_ip.as_ref().map(PerIp::entries), Some(0));
 
@@ -442,7 +476,7 @@ mod tests {
         let adm = Admission::with_upgrade_per_ip(4, 4, 2, 1);
         let first = adm.admit(&s1).unwrap();
         assert_eq!(adm.admit(&s2), Err(RejectReason::UpgradePerIp));
-        adm.release(first, true);
+        let _ = adm.release(first, true);
         assert_eq!(adm.per_ip.as_ref().map(PerIp::entries), Some(0));
         assert_eq!(adm.upgrading_per_ip.as_ref().map(PerIp::entries), Some(0));
     }

@@ -87,6 +87,10 @@ pub trait Driver {
     fn close(&mut self, token: Token);
     /// Stops accepting new connections (closes this worker's listener).
     fn stop_accepting(&mut self);
+    /// Pauses (`true`) or resumes (`false`) accepting: while paused, new connections wait in the
+    /// listener's kernel backlog (the admission limits are reached). Connections the kernel had
+    /// already accepted for the driver may still be reported after a pause.
+    fn pause_accepting(&mut self, paused: bool);
     /// Wakes the worker behind `waker` (another worker, after handing it messages). The default
     /// writes its eventfd at once; a driver may instead queue the wake-up with its next submission.
     fn wake_worker(&mut self, waker: &Waker) {

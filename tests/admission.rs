@@ -1,7 +1,9 @@
 //! Admission limits (`MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `UPGRADE_MAX_CONCURRENT`,
-//! `UPGRADE_MAX_CONCURRENT_PER_IP`): past each, a new connection is answered 503 with `Retry-After`
-//! and a reason naming the limit, before the server allocates anything for it; clients under the
-//! limit still connect, and a slot frees when a client leaves. Every test runs on each backend.
+//! `UPGRADE_MAX_CONCURRENT_PER_IP`). At a process-wide limit the server stops accepting: new
+//! clients wait in the kernel's backlog (never refused) and get in when a slot frees, on whichever
+//! worker it frees. Past a per-address limit a new connection is answered 503 with `Retry-After`
+//! and a reason naming the limit, before the server allocates anything for it. Every test runs on
+//! each backend.
 
 mod common;
 
@@ -122,8 +124,59 @@ fn accepted(server: &Server) -> usize {
         .sum()
 }
 
+/// Sends an upgrade request on `stream` (connected, not yet answered).
+fn send_upgrade(stream: &mut TcpStream) {
+    stream
+        .write_all(upgrade_request("/ws").as_bytes())
+        .expect("the request goes into the socket buffer even while the server waits");
+}
+
+/// Checks that nothing is answered on `stream` for a while: the client waits in the backlog.
+fn expect_waiting(stream: &mut TcpStream, ctx: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("{ctx}: a client over the limit must wait, got {other:?}"),
+    }
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
+/// Reads the 101 a waiting client gets once a slot frees, and checks it is served.
+fn expect_admitted(mut stream: TcpStream, ctx: &str) -> RawWs {
+    stream.set_read_timeout(Some(FREE_WITHIN)).unwrap();
+    let (head, rest) = read_head(&mut stream)
+        .unwrap_or_else(|e| panic!("{ctx}: no answer once a slot freed: {e}"));
+    assert_eq!(head.status, 101, "{ctx}: {head:?}");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut ws = RawWs::new(stream, rest);
+    echo_raw(&mut ws, "admitted from the backlog", ctx);
+    ws
+}
+
+/// Waits until one of the `waiting` clients is answered, removes it and checks it is served.
+fn admit_one(waiting: &mut Vec<TcpStream>, ctx: &str) -> RawWs {
+    let i = poll(FREE_WITHIN, || {
+        waiting.iter().position(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            matches!(stream.peek(&mut byte), Ok(n) if n > 0)
+        })
+    })
+    .unwrap_or_else(|| panic!("{ctx}: no waiting client admitted within {FREE_WITHIN:?}"));
+    expect_admitted(waiting.remove(i), ctx)
+}
+
 #[test]
-fn max_connections_is_process_wide_and_answers_503() {
+fn max_connections_leaves_new_clients_in_the_backlog_until_a_slot_frees() {
     for backend in backends() {
         let ctx = format!("[{backend}] MAX_CONNECTIONS=2, 2 workers");
         let server = start(backend, |c| {
@@ -142,27 +195,37 @@ fn max_connections_is_process_wide_and_answers_503() {
             );
         }
         assert_eq!(server.shared().admission.open(), 2, "{ctx}");
-        for _ in 0..3 {
-            // Whichever worker takes it, the process-wide count refuses it.
-            expect_refused(addr, None, "MAX_CONNECTIONS", &ctx);
+        // Three more clients: whichever worker's backlog each lands in, none is accepted.
+        let mut waiting: Vec<TcpStream> = (0..3).map(|_| tcp(addr)).collect();
+        for stream in &mut waiting {
+            send_upgrade(stream);
         }
-        assert_eq!(
-            rejected(&server, RejectReason::MaxConnections),
-            3,
-            "{ctx}: refusals counted"
-        );
+        for stream in &mut waiting {
+            expect_waiting(stream, &ctx);
+        }
         assert_eq!(
             accepted(&server),
             2,
-            "{ctx}: refused connections never became connections"
+            "{ctx}: the waiting clients were not accepted"
         );
         // The clients inside are untouched.
         a.send(Message::text("still here")).unwrap();
         assert_eq!(a.read().unwrap(), Message::text("still here"), "{ctx}");
+        // One leaves: one waiting client gets in (whichever worker's backlog holds it), the
+        // others still wait; then another.
         drop(b);
-        let mut c = upgrade_when_free(addr, None, &ctx);
-        echo_raw(&mut c, "in the freed slot", &ctx);
-        expect_refused(addr, None, "MAX_CONNECTIONS", &format!("{ctx}, full again"));
+        let mut c = admit_one(&mut waiting, &ctx);
+        for stream in &mut waiting {
+            expect_waiting(stream, &format!("{ctx}, full again"));
+        }
+        drop(a);
+        let _d = admit_one(&mut waiting, &ctx);
+        echo_raw(&mut c, "still served", &ctx);
+        assert_eq!(
+            rejected(&server, RejectReason::MaxConnections),
+            0,
+            "{ctx}: nobody was refused"
+        );
     }
 }
 
@@ -212,31 +275,33 @@ fn upgrade_max_concurrent_counts_connections_that_have_not_upgraded() {
         let mut silent: Vec<TcpStream> = (0..2).map(|_| tcp(addr)).collect();
         poll(FREE_WITHIN, || (admission.upgrading() == 2).then_some(()))
             .unwrap_or_else(|| panic!("{ctx}: silent connections not counted"));
-        expect_refused(addr, None, "UPGRADE_MAX_CONCURRENT", &ctx);
+        // A third waits in the backlog, neither accepted nor refused.
+        let mut next = tcp(addr);
+        send_upgrade(&mut next);
+        expect_waiting(&mut next, &ctx);
         assert_eq!(
-            rejected(&server, RejectReason::UpgradeConcurrent),
-            1,
-            "{ctx}"
+            accepted(&server),
+            5,
+            "{ctx}: the waiting client was not accepted"
         );
-        assert_eq!(accepted(&server), 5, "{ctx}: the refusal allocated nothing");
         echo_raw(&mut upgraded[0], "upgraded clients are untouched", &ctx);
-        // One silent connection finishes its upgrade: its slot frees.
+        // One silent connection finishes its upgrade: its slot frees and the waiting one gets in.
         let mut done = silent.remove(0);
-        done.write_all(upgrade_request("/ws").as_bytes()).unwrap();
+        send_upgrade(&mut done);
         let (head, rest) = read_head(&mut done).expect("101");
         assert_eq!(head.status, 101, "{ctx}: {head:?}");
         let mut done = RawWs::new(done, rest);
         echo_raw(&mut done, "upgraded late", &ctx);
-        let mut next = upgrade_when_free(addr, None, &ctx);
-        echo_raw(&mut next, "after the upgrade freed a slot", &ctx);
+        let _next = expect_admitted(next, &ctx);
         // Full again (one silent, one new silent); a client that leaves frees its slot too.
         silent.push(tcp(addr));
         poll(FREE_WITHIN, || (admission.upgrading() == 2).then_some(()))
             .unwrap_or_else(|| panic!("{ctx}: the new silent connection not counted"));
-        expect_refused(addr, None, "UPGRADE_MAX_CONCURRENT", &ctx);
+        let mut last = tcp(addr);
+        send_upgrade(&mut last);
+        expect_waiting(&mut last, &ctx);
         drop(silent.remove(0));
-        let mut last = upgrade_when_free(addr, None, &ctx);
-        echo_raw(&mut last, "after a silent client left", &ctx);
+        let _last = expect_admitted(last, &ctx);
         // A plain HTTP request is a handshake too, and frees its slot once answered.
         drop(silent);
         poll(FREE_WITHIN, || (admission.upgrading() == 0).then_some(()))
@@ -245,6 +310,53 @@ fn upgrade_max_concurrent_counts_connections_that_have_not_upgraded() {
         assert_eq!(h.status, "ok", "{ctx}");
         poll(FREE_WITHIN, || (admission.upgrading() == 0).then_some(()))
             .unwrap_or_else(|| panic!("{ctx}: the /health request's slot not freed"));
+        assert_eq!(
+            rejected(&server, RejectReason::UpgradeConcurrent),
+            0,
+            "{ctx}: nobody was refused"
+        );
+    }
+}
+
+#[test]
+fn a_burst_of_honest_clients_over_the_handshake_limit_all_connect() {
+    const CLIENTS: usize = 300;
+    for backend in backends() {
+        off_thread(move || {
+            let ctx = format!("[{backend}] UPGRADE_MAX_CONCURRENT=4, {CLIENTS} clients at once");
+            let server = start(backend, |c| {
+                c.upgrade_max_concurrent = 4;
+                c.cluster_workers = Workers::Count(2);
+            });
+            let addr = server.local_addr();
+            // Every client connects and sends its upgrade at once, then reads its answer.
+            let mut streams: Vec<TcpStream> = (0..CLIENTS).map(|_| tcp(addr)).collect();
+            for stream in &mut streams {
+                send_upgrade(stream);
+            }
+            let mut clients: Vec<RawWs> = streams
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut stream)| {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    let (head, rest) = read_head(&mut stream)
+                        .unwrap_or_else(|e| panic!("{ctx}: client {i}: no answer: {e}"));
+                    assert_eq!(head.status, 101, "{ctx}: client {i} refused: {head:?}");
+                    RawWs::new(stream, rest)
+                })
+                .collect();
+            for (i, ws) in clients.iter_mut().enumerate().step_by(37) {
+                echo_raw(ws, &format!("client {i}"), &ctx);
+            }
+            let refused: u64 = RejectReason::ALL
+                .iter()
+                .map(|&r| rejected(&server, r))
+                .sum();
+            assert_eq!(refused, 0, "{ctx}: nobody was refused");
+            assert_eq!(accepted(&server), CLIENTS, "{ctx}");
+        });
     }
 }
 

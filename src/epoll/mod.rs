@@ -60,6 +60,8 @@ enum Done {
 pub struct EpollDriver {
     epoll: OwnedFd,
     listener: Option<OwnedFd>,
+    /// Accepting is paused (`pause_accepting`): the listener is watched for nothing.
+    accept_paused: bool,
     waker: Waker,
     /// Indexed by token; grows in chunks (`table.rs`).
     socks: Chunked<Option<Sock>>,
@@ -93,6 +95,7 @@ impl EpollDriver {
         Ok(EpollDriver {
             epoll: ep,
             listener: Some(listener),
+            accept_paused: false,
             waker,
             socks: Chunked::new(),
             done: Vec::new(),
@@ -202,6 +205,9 @@ impl EpollDriver {
         let Some(listener) = &self.listener else {
             return;
         };
+        if self.accept_paused {
+            return; // readiness reported before the pause took effect
+        }
         for _ in 0..ACCEPT_BATCH {
             match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
                 Ok(fd) => on_event(Event::Accepted(fd)),
@@ -320,6 +326,24 @@ impl Driver for EpollDriver {
     fn stop_accepting(&mut self) {
         if let Some(listener) = self.listener.take() {
             let _ = epoll::delete(&self.epoll, &listener);
+        }
+    }
+
+    fn pause_accepting(&mut self, paused: bool) {
+        if self.accept_paused == paused {
+            return;
+        }
+        self.accept_paused = paused;
+        if let Some(listener) = &self.listener {
+            let flags = if paused {
+                EventFlags::empty()
+            } else {
+                EventFlags::IN
+            };
+            let data = EventData::new_u64(KEY_LISTENER);
+            if let Err(e) = epoll::modify(&self.epoll, listener, data, flags) {
+                warn!(error = %e, paused, "epoll_ctl(MOD) on the listener failed");
+            }
         }
     }
 

@@ -50,7 +50,7 @@ impl UringDriver {
             let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
                 .iter()
                 .any(|e| -res == e.raw_os_error());
-            if !exhausted {
+            if !exhausted && !self.accept_paused {
                 self.arm_accept();
             }
         }

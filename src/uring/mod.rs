@@ -68,6 +68,9 @@ pub struct UringDriver {
     /// re-armed this turn is still in the submission queue and names its descriptor number.
     retired_listener: Option<OwnedFd>,
     accept_armed: bool,
+    /// Accepting is paused (`pause_accepting`): the multishot accept is cancelled and not
+    /// re-armed until it resumes.
+    accept_paused: bool,
     waker: Waker,
     wake_armed: bool,
     /// Indexed by token; grows in chunks (`table.rs`).
@@ -137,6 +140,7 @@ impl UringDriver {
             listener: Some(listener),
             retired_listener: None,
             accept_armed: false,
+            accept_paused: false,
             waker,
             wake_armed: false,
             socks: Chunked::new(),
@@ -194,6 +198,20 @@ impl UringDriver {
         // (it is only dropped in `stop_accepting`, which cancels it first, or with the ring).
         unsafe { self.push(&sqe) };
         self.accept_armed = true;
+    }
+
+    /// Cancels the armed multishot accept; its last completion (`ECANCELED`) clears
+    /// `accept_armed`.
+    fn cancel_accept(&mut self) {
+        let t = Token {
+            index: 0,
+            generation: 0,
+        };
+        let sqe = opcode::AsyncCancel::new(pack(OpKind::Accept, t))
+            .build()
+            .user_data(pack(OpKind::Cancel, t));
+        // SAFETY: a cancel refers to no buffer or descriptor of ours.
+        unsafe { self.push(&sqe) };
     }
 
     fn arm_wake(&mut self) {
@@ -421,15 +439,7 @@ impl Driver for UringDriver {
             return;
         }
         if self.accept_armed {
-            let t = Token {
-                index: 0,
-                generation: 0,
-            };
-            let sqe = opcode::AsyncCancel::new(pack(OpKind::Accept, t))
-                .build()
-                .user_data(pack(OpKind::Cancel, t));
-            // SAFETY: a cancel refers to no buffer or descriptor of ours.
-            unsafe { self.push(&sqe) };
+            self.cancel_accept();
             // Once submitted, the kernel holds its own file reference for the armed accept. An
             // accept re-armed this turn is not submitted yet, so the descriptor stays open until
             // the next submission (`retired_listener`).
@@ -438,6 +448,18 @@ impl Driver for UringDriver {
             let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Both);
             self.retired_listener = Some(listener);
         }
+    }
+
+    fn pause_accepting(&mut self, paused: bool) {
+        if self.accept_paused == paused {
+            return;
+        }
+        self.accept_paused = paused;
+        if paused && self.accept_armed && self.listener.is_some() {
+            self.cancel_accept();
+        }
+        // Resuming: `turn` re-arms the accept before its submission (or, if the cancel has not
+        // completed yet, its final completion re-arms it).
     }
 
     fn counters(&self) -> DriverCounters {
@@ -472,7 +494,7 @@ impl Driver for UringDriver {
     }
 
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
-        if !self.accept_armed && self.listener.is_some() {
+        if !self.accept_armed && !self.accept_paused && self.listener.is_some() {
             self.arm_accept();
         }
         let released = std::mem::take(&mut self.released);

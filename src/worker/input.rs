@@ -9,42 +9,31 @@ use std::sync::atomic::Ordering;
 use tracing::debug;
 
 use crate::access::claims::Identity;
-use crate::admission;
 use crate::app::{App, Outbox};
 use crate::http::{self, Routes};
 use crate::io::Token;
-use crate::metrics::{WorkerStats, add, bump};
+use crate::metrics::{RejectReason, WorkerStats, add, bump};
 use crate::proto::connection::AppClose;
 use crate::proto::{
     CloseCode, Connection, Handler, HttpRequest, Message, MessageKind, UpgradeDecision,
 };
 use crate::state::Shared;
 
-use super::State;
 use super::conn::{Conn, mark_dirty};
+use super::{State, gate};
 
 impl<A: App> State<A> {
-    pub(super) fn on_accepted(&mut self, fd: OwnedFd) {
-        if self.drain.is_some() {
-            return; // dropping the descriptor closes it
-        }
+    /// Admits a new connection and sets it up, or refuses it (per-address limits: 503). A
+    /// process-wide limit hands the descriptor back, for the accept gate to park (`gate.rs`).
+    pub(super) fn admit(&mut self, fd: OwnedFd) -> Result<(), OwnedFd> {
         // Admission comes first: a refused connection costs no slab entry, protocol state or
         // buffer, only this check and its static 503.
         let peer = match self.shared.admission.admit(&fd) {
             Ok(peer) => peer,
+            Err(RejectReason::MaxConnections | RejectReason::UpgradeConcurrent) => return Err(fd),
             Err(reason) => {
-                self.worker_stats().count_rejected(reason);
-                debug!(
-                    worker = self.id,
-                    limit = reason.as_str(),
-                    "connection refused with 503"
-                );
-                if self.shared.tls.is_some() {
-                    admission::refuse_tls(fd);
-                } else {
-                    admission::refuse(fd, reason);
-                }
-                return;
+                self.refuse(fd, reason);
+                return Ok(());
             }
         };
         if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
@@ -56,8 +45,9 @@ impl<A: App> State<A> {
                 Ok(session) => conn.tls = Some(Box::new(session)),
                 Err(e) => {
                     debug!(error = %e, "cannot start a TLS session");
-                    self.shared.admission.release(peer, true);
-                    return;
+                    let waited_for = self.shared.admission.release(peer, true);
+                    gate::wake_waiting(&self.shared, waited_for);
+                    return Ok(());
                 }
             }
         }
@@ -91,6 +81,7 @@ impl<A: App> State<A> {
         let stats = self.worker_stats();
         stats.connections.fetch_add(1, Ordering::Relaxed);
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(super) fn on_data(&mut self, token: Token, bytes: &mut [u8]) {
@@ -153,7 +144,8 @@ impl<A: App> State<A> {
         if was_handshaking && !conn.proto.is_handshaking() {
             // Upgraded, answered or refused: the handshake slot is free.
             let peer = self.peers.get(token.index as usize).copied().flatten();
-            self.shared.admission.upgrade_done(peer);
+            let waited_for = self.shared.admission.upgrade_done(peer);
+            gate::wake_waiting(&self.shared, waited_for);
             if conn.proto.is_open() && self.budget.idle_timeout > 0 {
                 self.idle.schedule(token, self.second + 1);
             }

@@ -20,6 +20,7 @@ mod conn;
 mod deadlines;
 mod drain;
 mod flush;
+mod gate;
 mod idle;
 mod input;
 mod outqueue;
@@ -122,6 +123,8 @@ struct State<A> {
     app_closes: Vec<(Token, AppClose)>,
     /// Set when the drain begins.
     drain: Option<Drain>,
+    /// Pauses accepting at a process-wide admission limit (`gate.rs`).
+    gate: gate::Gate,
     now: Instant,
     /// Whole seconds since the worker started (the idle wheel's clock).
     second: u32,
@@ -180,6 +183,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 now_ns: crate::ratelimit::now_ns(),
                 app_closes: Vec::new(),
                 drain: None,
+                gate: gate::Gate::default(),
                 now,
                 second: 0,
                 started: now,
@@ -239,6 +243,7 @@ impl<D: Driver, A: App> Worker<D, A> {
             if draining {
                 self.state.drain_step(&mut self.driver, quiet);
             }
+            self.state.gate_accepting(&mut self.driver);
             self.state.flush(&mut self.driver);
             let stats = self.state.worker_stats();
             let delivered = stats.delivered.load(Ordering::Relaxed);
@@ -318,7 +323,8 @@ impl<A: App> State<A> {
                     }
                     // Still in the handshake phase: its handshake slot was never given back.
                     let upgrading = conn.proto.is_handshaking();
-                    self.shared.admission.release(peer, upgrading);
+                    let waited_for = self.shared.admission.release(peer, upgrading);
+                    gate::wake_waiting(&self.shared, waited_for);
                     self.worker_stats()
                         .connections
                         .fetch_sub(1, Ordering::Relaxed);
