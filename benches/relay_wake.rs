@@ -28,7 +28,7 @@ fn driver(waker: Waker, mode: RelayWake) -> Option<UringDriver> {
         relay_wake: mode,
         ..UringParams::default()
     };
-    UringDriver::new(listener(), waker, params).ok()
+    UringDriver::new(listener(), None, waker, params).ok()
 }
 
 /// Turns `d` until it reports a wake-up.

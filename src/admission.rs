@@ -9,9 +9,12 @@
 //!   their HTTP request (0: off; on by default, well under `UPGRADE_MAX_CONCURRENT`), so one
 //!   address flooding half-sent upgrades cannot take every handshake slot from everyone else.
 //!
-//! A connection over a limit is answered `503 Service Unavailable` with `Retry-After` and a
-//! one-line reason naming the limit, written with one non-blocking `send` straight after
-//! `accept` (a fresh socket's send buffer is empty, so the ~200-byte answer fits), and closed.
+//! At a process-wide limit the workers stop accepting (`worker/gate.rs`): new connections wait
+//! in the kernel's backlog, and [`Admission::wait_for_slot`] has the next freed slot wake them.
+//! A connection over a per-address limit is answered `503 Service Unavailable` with
+//! `Retry-After` and a one-line reason naming the limit, written with one non-blocking `send`
+//! straight after `accept` (a fresh socket's send buffer is empty, so the ~200-byte answer fits),
+//! and closed.
 //!
 //! The two process-wide counts are atomics in one cache line of their own, touched once when a
 //! connection is accepted, once when its handshake ends and once when it is released: never per
@@ -417,6 +420,23 @@ mod tests {
             0,
             "no entry left for addresses without connections"
         );
+    }
+
+    #[test]
+    fn a_worker_waiting_for_a_slot_is_woken_by_the_next_one_freed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let s: OwnedFd = listener.accept().unwrap().0.into();
+        let adm = Admission::new(1, 5, 0);
+        let first = adm.admit(&s).unwrap();
+        assert!(adm.full());
+        assert!(!adm.upgrade_done(first), "nobody waits: no wake-up");
+        assert!(adm.wait_for_slot(), "still full: the worker pauses");
+        assert!(adm.release(first, false), "the freed slot wakes the waiting worker");
+        assert!(!adm.full());
+        let second = adm.admit(&s).unwrap();
+        assert!(!adm.release(second, true), "the request was cleared by the first wake-up");
+        assert!(!adm.wait_for_slot(), "not full: the worker does not pause");
     }
 
     #[test]

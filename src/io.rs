@@ -48,6 +48,9 @@ impl Outgoing {
 pub enum Event<'a> {
     /// A new connection was accepted on this worker's listener.
     Accepted(OwnedFd),
+    /// A new connection was accepted on the admin listener (`ADMIN_PORT`): `/health` and
+    /// `/metrics` only, outside the connection limits.
+    AdminAccepted(OwnedFd),
     /// Bytes arrived. The slice is the driver's receive buffer, valid only for this callback; the
     /// worker may modify it in place (unmasking).
     Data(Token, &'a mut [u8]),

@@ -4,8 +4,10 @@
 //! # Admission
 //!
 //! Every accepted connection is checked against `MAX_CONNECTIONS`, `UPGRADE_MAX_CONCURRENT`,
-//! `UPGRADE_MAX_CONCURRENT_PER_IP` and `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its worker allocates anything for it;
-//! one over a limit gets `503` with `Retry-After` and is closed. `MAX_CONNECTIONS=auto` is the
+//! `UPGRADE_MAX_CONCURRENT_PER_IP` and `MAX_CONNECTIONS_PER_IP` ([`crate::admission`]) before its
+//! worker allocates anything for it; one over a per-address limit gets `503` with `Retry-After`
+//! and is closed, and at a process-wide limit the workers stop accepting until a slot frees.
+//! `ADMIN_PORT` adds a listener of its own for `/health` and `/metrics`, outside the limits. `MAX_CONNECTIONS=auto` is the
 //! soft `RLIMIT_NOFILE` (which `wsd` raises to the hard limit first, [`crate::sys::raise_nofile_limit`])
 //! minus a margin; an explicit value above what the limit allows is logged as a warning.
 //!
@@ -85,6 +87,7 @@ pub enum StartError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     wakers: Vec<Waker>,
     threads: Vec<JoinHandle<()>>,
@@ -291,6 +294,27 @@ impl Server {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or(requested);
+        // The admin listener (`ADMIN_PORT`): plain HTTP, `/health` and `/metrics` only, served by
+        // worker 0 outside the connection limits.
+        let admin = match config.admin_port {
+            Some(port) => {
+                let requested = SocketAddr::new(config.host, port);
+                let socket = first_listener(requested, 0).map_err(|source| StartError::Listen {
+                    addr: requested,
+                    source,
+                })?;
+                let bound = socket
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .unwrap_or(requested);
+                info!(addr = %bound, "admin listener: /health and /metrics only (ADMIN_PORT)");
+                Some((socket, bound))
+            }
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|(_, addr)| *addr);
+        let mut admin = admin.map(|(socket, _)| OwnedFd::from(socket));
         let mut listeners = vec![first];
         for _ in 1..workers {
             listeners.push(
@@ -377,6 +401,7 @@ impl Server {
             let spec = WorkerSpec {
                 id,
                 listener: socket.into(),
+                admin: if id == 0 { admin.take() } else { None },
                 waker: wakers[id].clone(),
                 backend,
                 uring,
@@ -404,6 +429,7 @@ impl Server {
         drop(ready_tx);
         let server = Server {
             addr,
+            admin_addr,
             shared,
             wakers,
             threads,
@@ -437,6 +463,11 @@ impl Server {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address (`ADMIN_PORT`), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The I/O backend in use.
@@ -512,6 +543,7 @@ impl Drop for Server {
 struct WorkerSpec {
     id: usize,
     listener: OwnedFd,
+    admin: Option<OwnedFd>,
     waker: Waker,
     backend: Backend,
     uring: UringParams,
@@ -533,6 +565,7 @@ impl WorkerSpec {
         let WorkerSpec {
             id,
             listener,
+            admin,
             waker,
             backend,
             uring,
@@ -545,7 +578,7 @@ impl WorkerSpec {
         } = self;
         let server = shared.clone();
         let outcome = match backend {
-            Backend::Uring => match UringDriver::new(listener, waker, uring) {
+            Backend::Uring => match UringDriver::new(listener, admin, waker, uring) {
                 Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
                     shared.worker_quiesced();
@@ -553,7 +586,7 @@ impl WorkerSpec {
                     return;
                 }
             },
-            Backend::Epoll => match EpollDriver::new(listener, waker) {
+            Backend::Epoll => match EpollDriver::new(listener, admin, waker) {
                 Ok(driver) => serve(id, driver, app, limits, budget, shared, &ready),
                 Err(e) => {
                     shared.worker_quiesced();

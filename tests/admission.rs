@@ -427,3 +427,111 @@ fn half_sent_upgrades_from_one_address_do_not_lock_out_another_address() {
         });
     }
 }
+
+/// `GET path` on the admin port; the whole answer.
+fn admin_get(admin: SocketAddr, path: &str) -> HttpResponse {
+    let mut stream = tcp(admin);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    read_response(&mut stream)
+        .unwrap_or_else(|e| panic!("no answer to {path} on the admin port: {e}"))
+}
+
+/// `/health` and `/metrics` on the admin port answer 200, `count` times each.
+fn admin_answers(admin: SocketAddr, count: usize, ctx: &str) -> String {
+    let mut metrics = String::new();
+    for i in 0..count {
+        let h = admin_get(admin, "/health");
+        assert_eq!(h.status, 200, "{ctx}: admin /health {i}: {h:?}");
+        assert!(h.text().contains(r#""status":"ok""#), "{ctx}: {h:?}");
+        let m = admin_get(admin, "/metrics");
+        assert_eq!(m.status, 200, "{ctx}: admin /metrics {i}: {m:?}");
+        metrics = m.text();
+        assert!(metrics.ends_with("# EOF\n"), "{ctx}: {metrics}");
+    }
+    metrics
+}
+
+/// The sum of the samples of `name` (any labels) in an exposition.
+fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn health_and_metrics_answer_on_the_admin_port_while_the_limits_are_full() {
+    for backend in backends() {
+        off_thread(move || {
+            let ctx =
+                format!("[{backend}] ADMIN_PORT, UPGRADE_MAX_CONCURRENT=4, MAX_CONNECTIONS=6");
+            let server = start(backend, |c| {
+                c.admin_port = Some(0);
+                c.upgrade_max_concurrent = 4;
+                c.max_connections = MaxConnections::Count(6);
+                c.cluster_workers = Workers::Count(2);
+            });
+            let addr = server.local_addr();
+            let admin = server.admin_addr().expect("the admin listener");
+            assert_ne!(admin.port(), addr.port(), "{ctx}");
+            let admission = &server.shared().admission;
+            // Half-sent upgrades fill every handshake slot.
+            let half = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n";
+            let flood: Vec<TcpStream> = (0..4)
+                .map(|_| {
+                    let mut s = tcp(addr);
+                    s.write_all(half).unwrap();
+                    s
+                })
+                .collect();
+            poll(FREE_WITHIN, || (admission.upgrading() == 4).then_some(()))
+                .unwrap_or_else(|| panic!("{ctx}: the half-sent upgrades are not counted"));
+            // The WebSocket port's /health waits in the backlog; the admin port answers.
+            let mut waiting = tcp(addr);
+            waiting
+                .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            expect_waiting(&mut waiting, &ctx);
+            admin_answers(admin, 3, &format!("{ctx}, handshakes full"));
+            // The flood goes; the waiting /health is answered.
+            drop(flood);
+            let resp = read_response(&mut waiting).expect("the waiting /health answered");
+            assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+            // Now MAX_CONNECTIONS: six WebSocket clients.
+            let mut clients: Vec<RawWs> = (0..6)
+                .map(|i| upgrade(addr, None).unwrap_or_else(|r| panic!("{ctx}: client {i}: {r:?}")))
+                .collect();
+            poll(FREE_WITHIN, || (admission.open() == 6).then_some(()))
+                .unwrap_or_else(|| panic!("{ctx}: {} open, not 6", admission.open()));
+            let mut next = tcp(addr);
+            send_upgrade(&mut next);
+            expect_waiting(&mut next, &ctx);
+            let metrics = admin_answers(admin, 3, &format!("{ctx}, connections full"));
+            assert_eq!(
+                metric_sum(&metrics, "wsd_connections"),
+                6,
+                "{ctx}: admin scrapes are not connections: {metrics}"
+            );
+            assert_eq!(
+                metric_sum(&metrics, "wsd_connections_rejected_total"),
+                0,
+                "{ctx}"
+            );
+            // The admin port serves nothing else: no WebSocket, no publish.
+            for path in ["/publish", "/", "/healthz"] {
+                assert_eq!(admin_get(admin, path).status, 404, "{ctx}: admin {path}");
+            }
+            let mut ws = tcp(admin);
+            send_upgrade(&mut ws);
+            let (head, _) = read_head(&mut ws).expect("an answer");
+            assert_eq!(
+                head.status, 404,
+                "{ctx}: upgrade on the admin port: {head:?}"
+            );
+            echo_raw(&mut clients[0], "clients inside are served", &ctx);
+            drop(clients.pop());
+            let _next = expect_admitted(next, &ctx);
+        });
+    }
+}

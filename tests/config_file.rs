@@ -186,6 +186,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("compression", "\"gzip\""),
         ("compression_min_size", "-5"),
         ("metrics_key", "\"\""),
+        ("admin_port", "70000"),
         ("redis_url", "\"https://app:pa55word@cache\""),
         ("redis_prefix", "\"a b\""),
         ("redis_sharded", "\"maybe\""),

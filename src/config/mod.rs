@@ -423,6 +423,13 @@ pub struct Config {
     #[arg(long, env = "METRICS_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
     pub metrics_key: Option<Secret>,
 
+    /// A second port (on HOST, plain HTTP) that serves only `GET /health` and `GET /metrics`,
+    /// outside every connection limit, so load balancers and Prometheus still get answers while
+    /// the WebSocket port is full. Unset (the default): none; 0 picks a free port. Must differ
+    /// from PORT. docs/OPERATIONS.md, "Admission limits".
+    #[arg(long, env = "ADMIN_PORT", value_parser = parse_port)]
+    pub admin_port: Option<u16>,
+
     /// Pub/sub across instances: the Redis to publish through and subscribe from
     /// (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS). Unset (the default):
     /// this instance's publications stay on it. docs/REDIS.md.
@@ -513,6 +520,7 @@ impl Default for Config {
             compression: CompressionMode::Off,
             compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
             metrics_key: None,
+            admin_port: None,
             redis_url: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             redis_sharded: false,
@@ -578,6 +586,14 @@ impl Config {
         let matches = cmd.try_get_matches_from(args).map_err(LoadError::Clap)?;
         let print = matches.get_flag(file::PRINT_ARG);
         let config = Config::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+        if let Some(admin) = config.admin_port
+            && admin != 0
+            && admin == config.port
+        {
+            return Err(LoadError::File(format!(
+                "invalid ADMIN_PORT (--admin-port) '{admin}': must differ from PORT"
+            )));
+        }
         if config.access.auth_required == Some(true) && !config.access.has_key() {
             return Err(LoadError::File(
                 "invalid AUTH_REQUIRED (--auth-required) 'true': needs JWT_SECRET or JWT_PUBLIC_KEY"

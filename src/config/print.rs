@@ -74,6 +74,10 @@ impl Config {
             ("compression_min_size", size(self.compression_min_size)),
             ("metrics_key", secret(&self.metrics_key)),
             (
+                "admin_port",
+                self.admin_port.and_then(|p| int(u64::from(p))),
+            ),
+            (
                 "redis_url",
                 self.redis_url
                     .as_ref()

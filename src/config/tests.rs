@@ -82,6 +82,12 @@ fn bad_values_name_the_variable() {
         (&["--port", "70000"][..], "PORT"),
         (&["--port=-1"][..], "PORT"),
         (&["--port", "abc"][..], "PORT"),
+        (&["--admin-port", "70000"][..], "ADMIN_PORT"),
+        (&["--admin-port", "admin"][..], "ADMIN_PORT"),
+        (
+            &["--port", "9000", "--admin-port", "9000"][..],
+            "ADMIN_PORT",
+        ),
         (&["--workers", "0"][..], "CLUSTER_WORKERS"),
         (&["--workers=-3"][..], "CLUSTER_WORKERS"),
         (&["--max-payload", "0"][..], "MAX_PAYLOAD"),

@@ -27,6 +27,7 @@ const EVENT_BATCH: usize = 1024;
 
 const KEY_LISTENER: u64 = u64::MAX;
 const KEY_WAKER: u64 = u64::MAX - 1;
+const KEY_ADMIN: u64 = u64::MAX - 2;
 
 fn key(token: Token) -> u64 {
     u64::from(token.generation) << 32 | u64::from(token.index)
@@ -62,6 +63,8 @@ pub struct EpollDriver {
     listener: Option<OwnedFd>,
     /// Accepting is paused (`pause_accepting`): the listener is watched for nothing.
     accept_paused: bool,
+    /// The admin listener (`ADMIN_PORT`), never paused.
+    admin: Option<OwnedFd>,
     waker: Waker,
     /// Indexed by token; grows in chunks (`table.rs`).
     socks: Chunked<Option<Sock>>,
@@ -71,8 +74,9 @@ pub struct EpollDriver {
 }
 
 impl EpollDriver {
-    /// Creates the epoll instance and watches `listener` and the waker.
-    pub fn new(listener: OwnedFd, waker: Waker) -> io::Result<Self> {
+    /// Creates the epoll instance and watches `listener`, the admin listener if any, and the
+    /// waker.
+    pub fn new(listener: OwnedFd, admin: Option<OwnedFd>, waker: Waker) -> io::Result<Self> {
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         rustix::net::sockopt::set_socket_reuseport(&listener, true).ok();
         rustix::fs::fcntl_setfl(&listener, rustix::fs::OFlags::NONBLOCK)?;
@@ -82,6 +86,10 @@ impl EpollDriver {
             EventData::new_u64(KEY_LISTENER),
             EventFlags::IN,
         )?;
+        if let Some(admin) = &admin {
+            rustix::fs::fcntl_setfl(admin, rustix::fs::OFlags::NONBLOCK)?;
+            epoll::add(&ep, admin, EventData::new_u64(KEY_ADMIN), EventFlags::IN)?;
+        }
         epoll::add(
             &ep,
             waker.fd(),
@@ -96,6 +104,7 @@ impl EpollDriver {
             epoll: ep,
             listener: Some(listener),
             accept_paused: false,
+            admin,
             waker,
             socks: Chunked::new(),
             done: Vec::new(),
@@ -201,15 +210,20 @@ impl EpollDriver {
         }
     }
 
-    fn accept_batch<F: FnMut(Event<'_>)>(&mut self, on_event: &mut F) {
-        let Some(listener) = &self.listener else {
+    fn accept_batch<F: FnMut(Event<'_>)>(&mut self, admin: bool, on_event: &mut F) {
+        let listener = if admin {
+            &self.admin
+        } else if self.accept_paused {
+            return; // readiness reported before the pause took effect
+        } else {
+            &self.listener
+        };
+        let Some(listener) = listener else {
             return;
         };
-        if self.accept_paused {
-            return; // readiness reported before the pause took effect
-        }
         for _ in 0..ACCEPT_BATCH {
             match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Ok(fd) if admin => on_event(Event::AdminAccepted(fd)),
                 Ok(fd) => on_event(Event::Accepted(fd)),
                 Err(Errno::AGAIN) => return,
                 Err(Errno::INTR | Errno::CONNABORTED) => {}
@@ -324,7 +338,10 @@ impl Driver for EpollDriver {
     }
 
     fn stop_accepting(&mut self) {
-        if let Some(listener) = self.listener.take() {
+        for listener in [self.listener.take(), self.admin.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = epoll::delete(&self.epoll, &listener);
         }
     }
@@ -366,7 +383,8 @@ impl Driver for EpollDriver {
         for i in 0..n.min(self.events.len()) {
             let EpEvent { flags, data } = self.events[i];
             match data.u64() {
-                KEY_LISTENER => self.accept_batch(&mut on_event),
+                KEY_LISTENER => self.accept_batch(false, &mut on_event),
+                KEY_ADMIN => self.accept_batch(true, &mut on_event),
                 KEY_WAKER => {
                     self.waker.drain();
                     on_event(Event::Woken);

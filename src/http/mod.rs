@@ -73,6 +73,24 @@ impl Routes {
     }
 }
 
+/// Answers a request on the admin listener (`ADMIN_PORT`): `GET /health` and `GET /metrics`
+/// as on the WebSocket port (a scrape here is not in `wsd_connections`), 404 for anything else,
+/// WebSocket upgrades included.
+pub fn respond_admin(req: &HttpRequest<'_>, shared: &Arc<Shared>, out: &mut Vec<u8>) -> u16 {
+    match (req.method, req.path) {
+        ("GET", "/health") => health::respond(shared, out),
+        ("GET", "/metrics") => metrics(req, shared, None, out),
+        _ => write_response(
+            out,
+            404,
+            "Not Found",
+            "text/plain",
+            &[],
+            b"the admin port serves GET /health and GET /metrics only\n",
+        ),
+    }
+}
+
 /// Answers `GET /metrics`: 401 with `WWW-Authenticate: Bearer` when `METRICS_KEY` is set and
 /// the request does not carry it, the exposition otherwise, in the format its `Accept` header
 /// asks for (OpenMetrics unless it asks for `text/plain` only). `worker`: the worker whose

@@ -12,7 +12,7 @@ impl UringDriver {
             return;
         };
         match kind {
-            OpKind::Accept => self.complete_accept(res, flags, on_event),
+            OpKind::Accept => self.complete_accept(t, res, flags, on_event),
             OpKind::Wake => {
                 self.waker.drain();
                 on_event(Event::Woken);
@@ -32,12 +32,23 @@ impl UringDriver {
         }
     }
 
-    fn complete_accept<F: FnMut(Event<'_>)>(&mut self, res: i32, flags: u32, on_event: &mut F) {
+    fn complete_accept<F: FnMut(Event<'_>)>(
+        &mut self,
+        t: Token,
+        res: i32,
+        flags: u32,
+        on_event: &mut F,
+    ) {
+        let admin = t == ADMIN_ACCEPT;
         if res >= 0 {
             // SAFETY: a successful accept completion's result is a new descriptor that nothing else
             // owns; wrapping it makes it closed exactly once.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            on_event(Event::Accepted(fd));
+            on_event(if admin {
+                Event::AdminAccepted(fd)
+            } else {
+                Event::Accepted(fd)
+            });
         } else {
             let err = io::Error::from_raw_os_error(-res);
             if -res != Errno::CANCELED.raw_os_error() {
@@ -45,6 +56,11 @@ impl UringDriver {
             }
         }
         if !cqueue::more(flags) {
+            if admin {
+                // Re-armed by `turn` (not here: out of descriptors it would spin).
+                self.admin_armed = false;
+                return;
+            }
             self.accept_armed = false;
             // Out of descriptors: re-arming at once would spin; `turn` retries on its next call.
             let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]

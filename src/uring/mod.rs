@@ -24,6 +24,17 @@ use params::{BGID, IOV_MAX};
 pub use params::{RelayWake, UringParams};
 use wsd_wire::bufring::BufRing;
 
+/// The `user_data` token of the listener's multishot accept.
+pub(super) const MAIN_ACCEPT: Token = Token {
+    index: 0,
+    generation: 0,
+};
+/// The `user_data` token of the admin listener's multishot accept (`ADMIN_PORT`).
+pub(super) const ADMIN_ACCEPT: Token = Token {
+    index: 1,
+    generation: 0,
+};
+
 /// The send in flight on one connection.
 struct SendOp {
     out: Outgoing,
@@ -64,9 +75,12 @@ pub struct UringDriver {
     ring: IoUring,
     bufs: Option<BufRing>,
     listener: Option<OwnedFd>,
-    /// The listener after `stop_accepting`, kept open until the next submission: an accept
+    /// The listeners after `stop_accepting`, kept open until the next submission: an accept
     /// re-armed this turn is still in the submission queue and names its descriptor number.
-    retired_listener: Option<OwnedFd>,
+    retired_listener: Vec<OwnedFd>,
+    /// The admin listener (`ADMIN_PORT`), never paused; its accept is [`ADMIN_ACCEPT`].
+    admin: Option<OwnedFd>,
+    admin_armed: bool,
     accept_armed: bool,
     /// Accepting is paused (`pause_accepting`): the multishot accept is cancelled and not
     /// re-armed until it resumes.
@@ -121,8 +135,14 @@ fn build_ring(sq_entries: u32, cq_entries: u32) -> io::Result<IoUring> {
 }
 
 impl UringDriver {
-    /// Sets up the ring on the calling thread (the ring's single issuer) around `listener`.
-    pub fn new(listener: OwnedFd, waker: Waker, params: UringParams) -> io::Result<Self> {
+    /// Sets up the ring on the calling thread (the ring's single issuer) around `listener` and
+    /// the admin listener, if any.
+    pub fn new(
+        listener: OwnedFd,
+        admin: Option<OwnedFd>,
+        waker: Waker,
+        params: UringParams,
+    ) -> io::Result<Self> {
         let ring = build_ring(params.sq_entries, params.cq_entries)?;
         let mut bufs = BufRing::new(params.recv_buffers, params.recv_buf_size)?;
         // SAFETY: the driver owns `bufs` and leaks it instead of dropping it while any receive is
@@ -138,7 +158,9 @@ impl UringDriver {
             ring,
             bufs: Some(bufs),
             listener: Some(listener),
-            retired_listener: None,
+            retired_listener: Vec::new(),
+            admin,
+            admin_armed: false,
             accept_armed: false,
             accept_paused: false,
             waker,
@@ -158,6 +180,7 @@ impl UringDriver {
             driver.waker.set_ring(ring_fd);
         }
         driver.arm_accept();
+        driver.arm_admin_accept();
         driver.arm_wake();
         Ok(driver)
     }
@@ -184,29 +207,35 @@ impl UringDriver {
         let Some(listener) = &self.listener else {
             return;
         };
-        let sqe = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(rustix::net::SocketFlags::CLOEXEC.bits() as i32)
-            .build()
-            .user_data(pack(
-                OpKind::Accept,
-                Token {
-                    index: 0,
-                    generation: 0,
-                },
-            ));
-        // SAFETY: accept writes no buffer of ours; the listener stays open while the accept is armed
-        // (it is only dropped in `stop_accepting`, which cancels it first, or with the ring).
-        unsafe { self.push(&sqe) };
+        let fd = listener.as_raw_fd();
+        self.arm_accept_on(fd, MAIN_ACCEPT);
         self.accept_armed = true;
     }
 
-    /// Cancels the armed multishot accept; its last completion (`ECANCELED`) clears
-    /// `accept_armed`.
-    fn cancel_accept(&mut self) {
-        let t = Token {
-            index: 0,
-            generation: 0,
+    /// Arms the multishot accept of the admin listener, if there is one.
+    pub(super) fn arm_admin_accept(&mut self) {
+        let Some(admin) = &self.admin else {
+            return;
         };
+        let fd = admin.as_raw_fd();
+        self.arm_accept_on(fd, ADMIN_ACCEPT);
+        self.admin_armed = true;
+    }
+
+    fn arm_accept_on(&mut self, fd: std::os::fd::RawFd, t: Token) {
+        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(rustix::net::SocketFlags::CLOEXEC.bits() as i32)
+            .build()
+            .user_data(pack(OpKind::Accept, t));
+        // SAFETY: accept writes no buffer of ours; the listener stays open while the accept is armed
+        // (it is only dropped in `stop_accepting`, which cancels it first and keeps the
+        // descriptor until the next submission, or with the ring).
+        unsafe { self.push(&sqe) };
+    }
+
+    /// Cancels an armed multishot accept (`t`: [`MAIN_ACCEPT`] or [`ADMIN_ACCEPT`]); its last
+    /// completion (`ECANCELED`) clears its armed flag.
+    fn cancel_accept(&mut self, t: Token) {
         let sqe = opcode::AsyncCancel::new(pack(OpKind::Accept, t))
             .build()
             .user_data(pack(OpKind::Cancel, t));
@@ -435,18 +464,21 @@ impl Driver for UringDriver {
     }
 
     fn stop_accepting(&mut self) {
-        if self.listener.is_none() {
-            return;
+        if self.accept_armed && self.listener.is_some() {
+            self.cancel_accept(MAIN_ACCEPT);
         }
-        if self.accept_armed {
-            self.cancel_accept();
-            // Once submitted, the kernel holds its own file reference for the armed accept. An
-            // accept re-armed this turn is not submitted yet, so the descriptor stays open until
-            // the next submission (`retired_listener`).
+        if self.admin_armed && self.admin.is_some() {
+            self.cancel_accept(ADMIN_ACCEPT);
         }
-        if let Some(listener) = self.listener.take() {
+        // Once submitted, the kernel holds its own file reference for an armed accept. An accept
+        // re-armed this turn is not submitted yet, so the descriptors stay open until the next
+        // submission (`retired_listener`).
+        for listener in [self.listener.take(), self.admin.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Both);
-            self.retired_listener = Some(listener);
+            self.retired_listener.push(listener);
         }
     }
 
@@ -456,7 +488,7 @@ impl Driver for UringDriver {
         }
         self.accept_paused = paused;
         if paused && self.accept_armed && self.listener.is_some() {
-            self.cancel_accept();
+            self.cancel_accept(MAIN_ACCEPT);
         }
         // Resuming: `turn` re-arms the accept before its submission (or, if the cancel has not
         // completed yet, its final completion re-arms it).
@@ -497,6 +529,9 @@ impl Driver for UringDriver {
         if !self.accept_armed && !self.accept_paused && self.listener.is_some() {
             self.arm_accept();
         }
+        if !self.admin_armed && self.admin.is_some() {
+            self.arm_admin_accept();
+        }
         let released = std::mem::take(&mut self.released);
         let want = if released.is_empty() { 1 } else { 0 };
         let ts = types::Timespec::new()
@@ -505,11 +540,11 @@ impl Driver for UringDriver {
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(want, &args) {
             // Everything queued, a re-armed accept included, is with the kernel now.
-            Ok(_) => self.retired_listener = None,
+            Ok(_) => self.retired_listener.clear(),
             Err(e) => {
                 if e.raw_os_error() == Some(Errno::TIME.raw_os_error()) {
                     // Submitted, then the wait timed out.
-                    self.retired_listener = None;
+                    self.retired_listener.clear();
                 }
                 let benign = [Errno::TIME, Errno::INTR, Errno::BUSY, Errno::AGAIN];
                 if !benign

@@ -33,6 +33,8 @@ pub(super) struct Gate {
     parked: VecDeque<OwnedFd>,
     /// The driver was told to pause accepting.
     paused: bool,
+    /// A connection was accepted this turn: the limits may have been reached.
+    accepted: bool,
 }
 
 impl<A: App> State<A> {
@@ -40,6 +42,7 @@ impl<A: App> State<A> {
         if self.drain.is_some() {
             return; // dropping the descriptor closes it
         }
+        self.gate.accepted = true;
         // Connections parked earlier go first.
         let fd = if self.gate.parked.is_empty() {
             match self.admit(fd) {
@@ -82,6 +85,11 @@ impl<A: App> State<A> {
     pub(super) fn gate_accepting<D: Driver>(&mut self, driver: &mut D) {
         if self.drain.is_some() {
             self.gate.parked.clear(); // closed, like every connection that sent nothing yet
+            return;
+        }
+        // Nothing accepted and nothing waiting: no limit can have been reached by this worker
+        // (slots only free elsewhere), so the turn costs a branch.
+        if !std::mem::take(&mut self.gate.accepted) && !self.gate.paused {
             return;
         }
         let pause = loop {

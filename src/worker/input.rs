@@ -109,6 +109,7 @@ impl<A: App> State<A> {
             return;
         };
         let was_handshaking = conn.proto.is_handshaking();
+        let admin = self.admin.contains(token);
         conn.out.provision(&mut self.pool);
         let queued_before = conn.out.len();
         let mut handler = ConnHandler {
@@ -117,6 +118,7 @@ impl<A: App> State<A> {
             token,
             worker: self.id,
             peer_ips: &self.peer_ips,
+            admin,
             now_ns: self.now_ns,
             identity: None,
             shared: &self.shared,
@@ -141,7 +143,7 @@ impl<A: App> State<A> {
         if conn.apply(status) {
             self.closings.arm(self.now, token);
         }
-        if was_handshaking && !conn.proto.is_handshaking() {
+        if was_handshaking && !conn.proto.is_handshaking() && !admin {
             // Upgraded, answered or refused: the handshake slot is free.
             let peer = self.peers.get(token.index as usize).copied().flatten();
             let waited_for = self.shared.admission.upgrade_done(peer);
@@ -208,6 +210,8 @@ struct ConnHandler<'a, A> {
     worker: usize,
     /// Connections' addresses by slot, when the upgrade check needs them.
     peer_ips: &'a [Option<IpAddr>],
+    /// The connection came in on the admin listener: `/health` and `/metrics` only.
+    admin: bool,
     /// The turn's clock.
     now_ns: u64,
     /// The identity the upgrade check verified, handed to the application when it opens.
@@ -251,6 +255,9 @@ impl<A: App> Handler for ConnHandler<'_, A> {
     }
 
     fn http_request(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> u16 {
+        if self.admin {
+            return crate::http::respond_admin(req, self.shared, out);
+        }
         self.routes.respond(req, self.shared, self.app, out)
     }
 
@@ -261,6 +268,10 @@ impl<A: App> Handler for ConnHandler<'_, A> {
     }
 
     fn upgrade(&mut self, req: &HttpRequest<'_>, out: &mut Vec<u8>) -> UpgradeDecision {
+        if self.admin {
+            let status = crate::http::respond_admin(req, self.shared, out);
+            return UpgradeDecision::Refused { status };
+        }
         let ip = self
             .peer_ips
             .get(self.token.index as usize)

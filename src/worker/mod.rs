@@ -10,10 +10,12 @@
 //!
 //! This file has the loop and the limits ([`Budget`]); the rest is one concern per file:
 //! `conn.rs` a connection and its close phase, `input.rs` accept (admission first) and input,
+//! `gate.rs` pausing the listener at a process-wide limit, `admin.rs` the `ADMIN_PORT` connections,
 //! `backpressure.rs` the budget rule, the read pause and the write delay, `flush.rs` the end of a
 //! turn, `timers.rs` deadlines and idle checks, `drain.rs` this worker's part of a shutdown
 //! (docs/ARCHITECTURE.md has the whole sequence).
 
+mod admin;
 mod backpressure;
 pub mod bench;
 mod conn;
@@ -125,6 +127,8 @@ struct State<A> {
     drain: Option<Drain>,
     /// Pauses accepting at a process-wide admission limit (`gate.rs`).
     gate: gate::Gate,
+    /// Connections from the admin listener (`admin.rs`).
+    admin: admin::AdminConns,
     now: Instant,
     /// Whole seconds since the worker started (the idle wheel's clock).
     second: u32,
@@ -184,6 +188,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 app_closes: Vec::new(),
                 drain: None,
                 gate: gate::Gate::default(),
+                admin: admin::AdminConns::default(),
                 now,
                 second: 0,
                 started: now,
@@ -287,6 +292,7 @@ impl<A: App> State<A> {
     fn on_event(&mut self, event: Event<'_>) {
         match event {
             Event::Accepted(fd) => self.on_accepted(fd),
+            Event::AdminAccepted(fd) => self.on_admin_accepted(fd),
             Event::Data(token, bytes) => self.on_data(token, bytes),
             Event::ReadClosed(token) => {
                 if let Some(conn) = self.conns.get_mut(token) {
@@ -314,6 +320,9 @@ impl<A: App> State<A> {
             }
             Event::Released(token) => {
                 if let Some(conn) = self.conns.remove(token) {
+                    if self.admin.remove(token) {
+                        return; // outside the limits and the counts
+                    }
                     let peer = self
                         .peers
                         .get_mut(token.index as usize)

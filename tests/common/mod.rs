@@ -855,7 +855,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 50] = [
+pub const KNOB_VARS: [&str; 51] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
@@ -881,6 +881,7 @@ pub const KNOB_VARS: [&str; 50] = [
     "COMPRESSION",
     "COMPRESSION_MIN_SIZE",
     "METRICS_KEY",
+    "ADMIN_PORT",
     "REDIS_URL",
     "REDIS_PREFIX",
     "REDIS_SHARDED",

@@ -99,6 +99,8 @@ struct Floor {
 impl Floor {
     fn on_event(&mut self, event: Event<'_>) {
         match event {
+            // The floor has no admin listener (it passes none to its driver).
+            Event::AdminAccepted(_) => {}
             Event::Accepted(fd) => {
                 // As wsd does for every accepted connection.
                 let _ = SockRef::from(&fd).set_tcp_nodelay(true);
@@ -217,9 +219,14 @@ fn main() -> ExitCode {
         let waker = Waker::new()?;
         eprintln!("floor-echo ({io}) listening on 127.0.0.1:{port}");
         if io == "uring" {
-            serve(UringDriver::new(listener, waker, UringParams::default())?)
+            serve(UringDriver::new(
+                listener,
+                None,
+                waker,
+                UringParams::default(),
+            )?)
         } else {
-            serve(EpollDriver::new(listener, waker)?)
+            serve(EpollDriver::new(listener, None, waker)?)
         }
     });
     match outcome {
