@@ -432,10 +432,16 @@ mod tests {
         assert!(adm.full());
         assert!(!adm.upgrade_done(first), "nobody waits: no wake-up");
         assert!(adm.wait_for_slot(), "still full: the worker pauses");
-        assert!(adm.release(first, false), "the freed slot wakes the waiting worker");
+        assert!(
+            adm.release(first, false),
+            "the freed slot wakes the waiting worker"
+        );
         assert!(!adm.full());
         let second = adm.admit(&s).unwrap();
-        assert!(!adm.release(second, true), "the request was cleared by the first wake-up");
+        assert!(
+            !adm.release(second, true),
+            "the request was cleared by the first wake-up"
+        );
         assert!(!adm.wait_for_slot(), "not full: the worker does not pause");
     }
 
