@@ -414,7 +414,8 @@ fn admission_refuses_a_tls_client_with_an_alert() {
         let server = start(backend, |c| {
             c.ssl_cert = Some(cert.clone());
             c.ssl_key = Some(key.clone());
-            c.max_connections = wsd::config::MaxConnections::Count(1);
+            // A per-address limit: it refuses at once (a process-wide one makes clients wait).
+            c.max_connections_per_ip = 1;
         });
         let addr = server.local_addr();
         let _held = tcp(addr);

@@ -84,10 +84,6 @@ fn bad_values_name_the_variable() {
         (&["--port", "abc"][..], "PORT"),
         (&["--admin-port", "70000"][..], "ADMIN_PORT"),
         (&["--admin-port", "admin"][..], "ADMIN_PORT"),
-        (
-            &["--port", "9000", "--admin-port", "9000"][..],
-            "ADMIN_PORT",
-        ),
         (&["--workers", "0"][..], "CLUSTER_WORKERS"),
         (&["--workers=-3"][..], "CLUSTER_WORKERS"),
         (&["--max-payload", "0"][..], "MAX_PAYLOAD"),
@@ -150,4 +146,21 @@ fn bad_values_name_the_variable() {
         assert!(!err.contains("pw@"), "a password is never echoed: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
+}
+
+#[test]
+fn admin_port_must_differ_from_port() {
+    let load = |args: &[&str]| {
+        let mut argv: Vec<std::ffi::OsString> = vec!["wsd".into()];
+        argv.extend(args.iter().map(Into::into));
+        Config::load(argv)
+    };
+    let err = load(&["--port", "9000", "--admin-port", "9000"])
+        .expect_err("the same port twice")
+        .to_string();
+    assert!(err.contains("ADMIN_PORT") && err.contains("PORT"), "{err}");
+    let ok = load(&["--port", "9000", "--admin-port", "9091"]).expect("distinct ports");
+    assert_eq!(ok.config.admin_port, Some(9091));
+    let zero = load(&["--port", "0", "--admin-port", "0"]).expect("both picked by the kernel");
+    assert_eq!(zero.config.admin_port, Some(0));
 }
