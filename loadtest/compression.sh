@@ -8,6 +8,10 @@
 #   connect  $CONNECT_N connections offering permessage-deflate held idle: server RSS per connection.
 # The server runs pinned to $SERVER_CPU with one worker, wsd-loadtest to $LOAD_CPU; the two settings
 # alternate within each of $REPS repetitions; medians are printed as one markdown table.
+# PEERS="uws bun" (default: those available) adds, in the same repetitions, uWebSockets' uws-pubsub-deflate
+# (SHARED_COMPRESSOR: compressed once per publish; built by loadtest/compare.sh into target/peers/uws, or
+# UWS_OUT) and Bun's peer with DEFLATE=shared (perMessageDeflate, its shared compressor; Bun installed by
+# loadtest/peers/install.sh bun). Rows: wsd COMPRESSION=off, wsd shared, then the peers.
 # Usage: bash loadtest/compression.sh   (needs target/release/wsd and wsd-loadtest; NO_BUILD=1 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +22,27 @@ OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p wsd -p wsd-loadtest
 wsd=target/release/wsd lt=target/release/wsd-loadtest
+UWS_OUT=${UWS_OUT:-target/peers/uws}
+BUN=loadtest/peers/bun/node_modules/@oven/bun-linux-x64/bin/bun
+if [ -z "${PEERS+x}" ]; then
+  PEERS=""
+  [ -x "$UWS_OUT/uws-pubsub-deflate" ] && PEERS="$PEERS uws"
+  [ -x "$BUN" ] && PEERS="$PEERS bun"
+fi
+MODES="off shared $PEERS"
 ulimit -n "$(ulimit -Hn)"
 
 run() { # mode scenario rep
   local mode=$1 scen=$2 rep=$3 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  PORT=$port HOST=127.0.0.1 WSD_APP=pubsub CLUSTER_WORKERS=1 COMPRESSION=$mode LOG_LEVEL=warn \
-    MAX_CONNECTIONS=auto taskset -c "$SERVER_CPU" "$wsd" 2> "$OUT/wsd-$mode-$scen-$rep.log" &
+  case $mode in
+    uws) taskset -c "$SERVER_CPU" "$UWS_OUT/uws-pubsub-deflate" "$port" > "$OUT/uws-$scen-$rep.log" 2>&1 & ;;
+    bun) PORT=$port APP=pubsub DEFLATE=shared taskset -c "$SERVER_CPU" "$BUN" loadtest/peers/bun/server.js \
+      > "$OUT/bun-$scen-$rep.log" 2>&1 & ;;
+    *) PORT=$port HOST=127.0.0.1 WSD_APP=pubsub CLUSTER_WORKERS=1 COMPRESSION=$mode LOG_LEVEL=warn \
+      MAX_CONNECTIONS=auto UPGRADE_MAX_CONCURRENT_PER_IP=0 taskset -c "$SERVER_CPU" "$wsd" \
+      2> "$OUT/wsd-$mode-$scen-$rep.log" & ;;
+  esac
   local pid=$!
   for _ in $(seq 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
@@ -44,21 +62,28 @@ run() { # mode scenario rep
 
 for rep in $(seq "$REPS"); do
   for scen in fanout connect; do
-    for mode in off shared; do run "$mode" "$scen" "$rep"; done
+    for mode in $MODES; do run "$mode" "$scen" "$rep"; done
   done
 done
 
-python3 - "$OUT" "$REPS" <<'PY'
+python3 - "$OUT" "$REPS" $MODES <<'PY'
 import json, statistics, sys
-out, reps = sys.argv[1], int(sys.argv[2])
+out, reps, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def med(mode, scen, key):
-    vals = [json.load(open(f"{out}/{mode}-{scen}-{r}.json"))[key] for r in range(1, reps + 1)]
+    vals = []
+    for r in range(1, reps + 1):
+        try:
+            vals.append(json.load(open(f"{out}/{mode}-{scen}-{r}.json"))[key])
+        except (OSError, ValueError, KeyError):
+            pass
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else float("nan")
-print("| COMPRESSION | srv µs/delivery | wire bytes/delivery | deliveries/s | deflate agreed | idle KiB/conn (deflate offered) |")
+names = {"off": "wsd, COMPRESSION=off", "shared": "wsd, COMPRESSION=shared", "uws": "uWS SHARED_COMPRESSOR",
+         "bun": "Bun perMessageDeflate shared"}
+print("| server | srv µs/delivery | wire bytes/delivery | deliveries/s | deflate agreed | idle KiB/conn (deflate offered) |")
 print("|---|---|---|---|---|---|")
-for mode in ("off", "shared"):
-    print(f"| {mode} | {med(mode,'fanout','server_cpu_us_per_delivery'):.3f} | {med(mode,'fanout','wire_bytes_per_delivery'):.0f} "
+for mode in modes:
+    print(f"| {names[mode]} | {med(mode,'fanout','server_cpu_us_per_delivery'):.3f} | {med(mode,'fanout','wire_bytes_per_delivery'):.0f} "
           f"| {med(mode,'fanout','deliveries_per_s'):.0f} | {med(mode,'fanout','deflate_agreed'):.0f} "
           f"| {med(mode,'connect','rss_kib_per_conn'):.3f} |")
 print(f"(medians of {reps}; raw JSON in {out})")

@@ -5,7 +5,8 @@
 //
 // The application is chosen at start (like wsd's WSD_APP) so the echo numbers carry no JSON cost.
 // WebSocket path /ws; GET /health answers {"status":"ok"}; anything else 404.
-// Settings: idleTimeout 0 (off), perMessageDeflate off, maxPayloadLength 16 MiB.
+// Settings: idleTimeout 0 (off), perMessageDeflate off (DEFLATE=shared: on, with Bun's shared compressor
+// and decompressor, as uWS's SHARED_COMPRESSOR: one compression per publish), maxPayloadLength 16 MiB.
 //
 // Pub/sub notes:
 // - PUBLISH's default (excludeSelf absent or false, PROTOCOL.md) delivers to every subscriber of the
@@ -158,7 +159,8 @@ const server = Bun.serve({
   },
   websocket: {
     idleTimeout: 0,
-    perMessageDeflate: false,
+    perMessageDeflate:
+      process.env.DEFLATE === "shared" ? { compress: "shared", decompress: "shared" } : false,
     maxPayloadLength: 16 * 1024 * 1024,
     publishToSelf: false,
     message:
