@@ -24,9 +24,31 @@ mkdir -p "$OUT"
 wsd=target/release/wsd lt=target/release/wsd-loadtest
 UWS_OUT=${UWS_OUT:-target/peers/uws}
 BUN=loadtest/peers/bun/node_modules/@oven/bun-linux-x64/bin/bun
+# The shared kit's uws-pubsub-deflate negotiates permessage-deflate but publishes with uWS's
+# `compress = false`, so it sends every publication uncompressed. uws-pubsub-deflate-on is the same
+# program publishing with `compress = true` (SHARED_COMPRESSOR: compressed once per publish), built
+# here from ../shared/peers/uws with that one argument changed (nothing of uWS lands in this tree).
+UWS_KIT=${UWS_KIT:-$(cd .. && pwd)/shared/peers/uws}
+if [ ! -x "$UWS_OUT/uws-pubsub-deflate-on" ] && [ -f "$UWS_KIT/PubSubServer.cpp" ] && [ -f /usr/include/zlib.h ]; then
+  echo "building $UWS_OUT/uws-pubsub-deflate-on from $UWS_KIT" >&2
+  obj=$(mktemp -d)
+  sed '/publish(/s/uWS::OpCode::TEXT, false)/uWS::OpCode::TEXT, true)/' "$UWS_KIT/PubSubServer.cpp" > "$obj/PubSubServer.cpp"
+  if [ "$(grep -c 'uWS::OpCode::TEXT, true)' "$obj/PubSubServer.cpp")" = 2 ]; then
+    (cd "$obj" && gcc -O3 -flto -march=native -DLIBUS_NO_SSL -I"$UWS_KIT/uSockets/src" -std=c11 -c \
+      "$UWS_KIT"/uSockets/src/*.c "$UWS_KIT"/uSockets/src/eventing/*.c "$UWS_KIT"/uSockets/src/crypto/*.c) &&
+      mkdir -p "$UWS_OUT" &&
+      g++ -std=c++20 -O3 -flto -march=native -I"$UWS_KIT/uWebSockets/src" -I"$UWS_KIT/uSockets/src" \
+        -I"$UWS_KIT" -DLIBUS_NO_SSL -DWSD_PEER_DEFLATE "$obj/PubSubServer.cpp" "$obj"/*.o -lz \
+        -o "$UWS_OUT/uws-pubsub-deflate-on" || echo "uws-pubsub-deflate-on: build failed" >&2
+  else
+    echo "uws-pubsub-deflate-on: the publish calls in PubSubServer.cpp changed; not built" >&2
+  fi
+  rm -rf "$obj"
+fi
 if [ -z "${PEERS+x}" ]; then
   PEERS=""
   [ -x "$UWS_OUT/uws-pubsub-deflate" ] && PEERS="$PEERS uws"
+  [ -x "$UWS_OUT/uws-pubsub-deflate-on" ] && PEERS="$PEERS uws-on"
   [ -x "$BUN" ] && PEERS="$PEERS bun"
 fi
 MODES="off shared $PEERS"
@@ -37,6 +59,7 @@ run() { # mode scenario rep
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   case $mode in
     uws) taskset -c "$SERVER_CPU" "$UWS_OUT/uws-pubsub-deflate" "$port" > "$OUT/uws-$scen-$rep.log" 2>&1 & ;;
+    uws-on) taskset -c "$SERVER_CPU" "$UWS_OUT/uws-pubsub-deflate-on" "$port" > "$OUT/uws-on-$scen-$rep.log" 2>&1 & ;;
     bun) PORT=$port APP=pubsub DEFLATE=shared taskset -c "$SERVER_CPU" "$BUN" loadtest/peers/bun/server.js \
       > "$OUT/bun-$scen-$rep.log" 2>&1 & ;;
     *) PORT=$port HOST=127.0.0.1 WSD_APP=pubsub CLUSTER_WORKERS=1 COMPRESSION=$mode LOG_LEVEL=warn \
@@ -52,10 +75,10 @@ run() { # mode scenario rep
   if [ "$scen" = fanout ]; then
     taskset -c "$LOAD_CPU" "$lt" fanout --url "$url" --subscribers "$SUBS" --window "$WINDOW" --size 2048 \
       --feed-pad --compression "${rate[@]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
-      > "$OUT/$mode-$scen-$rep.json"
+      > "$OUT/$mode-$scen-$rep.json" || true   # a server that cannot keep up exits non-zero: reported as lost
   else
     taskset -c "$LOAD_CPU" "$lt" connect --url "$url" --connections "$CONNECT_N" --compression \
-      --server-pid "$pid" --json > "$OUT/$mode-$scen-$rep.json"
+      --server-pid "$pid" --json > "$OUT/$mode-$scen-$rep.json" || true
   fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -78,13 +101,15 @@ def med(mode, scen, key):
             pass
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else float("nan")
-names = {"off": "wsd, COMPRESSION=off", "shared": "wsd, COMPRESSION=shared", "uws": "uWS SHARED_COMPRESSOR",
+names = {"off": "wsd, COMPRESSION=off", "shared": "wsd, COMPRESSION=shared", "uws": "uWS SHARED_COMPRESSOR, publish(compress=false) (the kit's peer)",
+         "uws-on": "uWS SHARED_COMPRESSOR, publish(compress=true)",
          "bun": "Bun perMessageDeflate shared"}
-print("| server | srv µs/delivery | wire bytes/delivery | deliveries/s | deflate agreed | idle KiB/conn (deflate offered) |")
-print("|---|---|---|---|---|---|")
+print("| server | srv µs/delivery | wire bytes/delivery | deliveries/s | deflate agreed | lost (median) | idle KiB/conn (deflate offered) |")
+print("|---|---|---|---|---|---|---|")
 for mode in modes:
     print(f"| {names[mode]} | {med(mode,'fanout','server_cpu_us_per_delivery'):.3f} | {med(mode,'fanout','wire_bytes_per_delivery'):.0f} "
           f"| {med(mode,'fanout','deliveries_per_s'):.0f} | {med(mode,'fanout','deflate_agreed'):.0f} "
+          f"| {med(mode,'fanout','lost'):.0f} "
           f"| {med(mode,'connect','rss_kib_per_conn'):.3f} |")
 print(f"(medians of {reps}; raw JSON in {out})")
 PY
