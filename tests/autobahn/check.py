@@ -35,4 +35,6 @@ for agent, cases in sorted(index.items()):
                   f'remoteCloseCode={r["remoteCloseCode"]} see {r["reportfile"]}')
     total += len(cases)
 print(f"autobahn: {total - bad} passed, {bad} failed")
-sys.exit(1 if bad else 0)
+if total == 0:
+    print("autobahn: no case ran (a wrong case list?)")
+sys.exit(1 if bad or total == 0 else 0)
