@@ -26,6 +26,10 @@ pub enum Command {
     /// Pub/sub fan-out: S subscribers over T topics, P publishers; deliveries/s, publish→delivery latency,
     /// and lost / duplicated / reordered messages from per-publisher sequence numbers.
     Fanout(FanoutArgs),
+    /// Soak: N connections for a bounded time, publishing open loop while subscribers reconnect;
+    /// every delivery checked per (publisher, subscription), the server's RSS slope, descriptors
+    /// back to their baseline after the clients close, loss within the server's declared drops.
+    Soak(SoakArgs),
 }
 
 #[derive(Args)]
@@ -174,6 +178,55 @@ pub struct FanoutArgs {
     /// More server processes whose CPU time counts as server CPU (repeatable; with --sub-url, its PID).
     #[arg(long)]
     pub extra_pid: Vec<u32>,
+    /// Print one JSON object instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SoakArgs {
+    /// Target, e.g. ws://127.0.0.1:9001/ws (loopback only; ws:// only).
+    #[arg(long)]
+    pub url: String,
+    /// Every connection, publishers included.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub connections: u32,
+    /// Publisher connections; publisher j publishes on topic t<j % topics>.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publishers: u32,
+    /// Topics; subscriber i subscribes to t<i % topics>.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub topics: u32,
+    /// Publications per second over all publishers (open loop).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Minimum bytes of each publication's data.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=(1 << 20)))]
+    pub size: u32,
+    /// Subscriber reconnects per second (drain, close handshake, connect, subscribe).
+    #[arg(long, default_value_t = 20.0)]
+    pub churn: f64,
+    /// Seconds of publishing and churn (hard stop; then drain, close and settle).
+    #[arg(long, value_parser = seconds)]
+    pub duration: Duration,
+    /// Seconds after the connect phase before RSS samples count for the slope.
+    #[arg(long, default_value = "60", value_parser = seconds)]
+    pub warmup: Duration,
+    /// Most seconds a draining subscriber waits for messages it is owed; then they count as lost.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub drain: Duration,
+    /// Most seconds for the connect phase, for one reconnect's handshake and ACK, and for a close handshake.
+    #[arg(long, default_value = "60", value_parser = seconds)]
+    pub connect_timeout: Duration,
+    /// Most seconds to wait for the server's descriptors to come back to the baseline.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub settle: Duration,
+    /// PID of the server (required: its /proc/PID/fd and VmRSS are read).
+    #[arg(long)]
+    pub server_pid: u32,
+    /// Fail when the server's RSS grows faster than this after warm-up, in KiB per minute.
+    #[arg(long)]
+    pub max_rss_slope: Option<f64>,
     /// Print one JSON object instead of the human-readable report.
     #[arg(long)]
     pub json: bool,

@@ -10,6 +10,7 @@ mod frame;
 mod inflate;
 mod proc;
 mod report;
+mod soak;
 mod sock;
 mod stats;
 mod upgrade;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConnectArgs, EchoArgs, FanoutArgs};
+use cli::{Cli, Command, ConnectArgs, EchoArgs, FanoutArgs, SoakArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo(&args),
         Command::Connect(args) => connect(&args),
         Command::Fanout(args) => fanout_cmd(&args),
+        Command::Soak(args) => soak_cmd(&args),
     };
     match result {
         Ok(code) => code,
@@ -172,5 +174,45 @@ fn fanout_cmd(args: &FanoutArgs) -> Result<ExitCode, String> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn soak_cmd(args: &SoakArgs) -> Result<ExitCode, String> {
+    if args.duration.is_zero() {
+        return Err("--duration must be greater than 0".into());
+    }
+    check_nofile(u64::from(args.connections))?;
+    let cfg = soak::Config {
+        target: url::parse(&args.url)?,
+        connections: args.connections as usize,
+        publishers: args.publishers as usize,
+        topics: args.topics as usize,
+        rate: args.rate,
+        size: args.size as usize,
+        churn: args.churn,
+        duration: args.duration,
+        warmup: args.warmup,
+        drain: args.drain,
+        connect_timeout: args.connect_timeout,
+        settle: args.settle,
+        server_pid: args.server_pid,
+        max_rss_slope: args.max_rss_slope,
+        progress: !args.json,
+    };
+    let out = soak::run(&cfg)?;
+    let summary = soak::report::Summary {
+        url: &args.url,
+        cfg: &cfg,
+        out: &out,
+    };
+    if args.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.human());
+    }
+    Ok(if summary.failures().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

@@ -108,6 +108,11 @@ impl Conn {
         push_frame(&mut self.out, payload);
     }
 
+    /// Queues a close frame (code 1000) behind whatever is queued.
+    pub fn push_close(&mut self) {
+        crate::frame::push_client_frame(&mut self.out, wsd_wire::frame::Opcode::Close, &[3, 232]);
+    }
+
     /// Publications queued but not completely written.
     pub fn unwritten_publications(&self) -> usize {
         self.pub_ends.iter().filter(|&&e| e > self.out_off).count()

@@ -8,13 +8,13 @@
 //! After the measured window the publishers stop, the run drains until every recipient has every
 //! message (or `--drain` passes), and loss is what is then missing: expected minus received, per pair.
 
-mod conn;
+pub(crate) mod conn;
 mod handler;
-mod msg;
-mod reader;
+pub(crate) mod msg;
+pub(crate) mod reader;
 pub mod report;
 mod run;
-mod seq;
+pub(crate) mod seq;
 mod stats;
 mod window;
 

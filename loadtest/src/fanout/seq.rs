@@ -107,6 +107,20 @@ impl SeqTrack {
         expected.saturating_sub(self.distinct())
     }
 
+    /// Numbers in `0..end` not received (exact whatever arrived at or above `end`; the soak
+    /// scenario ends a pair at a bound below what it may already have received).
+    pub fn missing_below(&self, end: u64) -> u64 {
+        let below_next = end.min(self.next);
+        let given_up: u64 = self
+            .given_up
+            .iter()
+            .map(|&(a, b)| b.min(below_next).saturating_sub(a))
+            .sum();
+        let above = end.saturating_sub(self.next);
+        let waiting = self.ahead.range(self.next..end.max(self.next)).count() as u64;
+        given_up + above - waiting
+    }
+
     /// Whether every number in `0..expected` has arrived.
     pub fn complete(&self, expected: u64) -> bool {
         self.distinct() >= expected
@@ -244,6 +258,26 @@ mod tests {
         assert_eq!(t.on(1), Arrival::Late);
         assert_eq!(t.on(3), Arrival::Late);
         assert_eq!((t.lost(7), t.reordered, t.duplicates), (0, 3, 1));
+    }
+
+    #[test]
+    fn missing_below_ignores_arrivals_at_or_above_the_bound() {
+        let mut t = SeqTrack::with_limit(2);
+        feed(&mut t, &[0, 1, 3, 7, 8, 9]);
+        // 2 and 4..=6 are missing; the gap [2, 3) was given up when 8 and 9 waited.
+        assert_eq!(t.missing_below(3), 1);
+        assert_eq!(t.missing_below(5), 2);
+        assert_eq!(t.missing_below(10), 4);
+        assert_eq!(t.missing_below(12), 6);
+        assert_eq!(t.missing_below(0), 0);
+        let mut t = SeqTrack::default();
+        feed(&mut t, &[0, 2, 5]);
+        assert_eq!(
+            (t.missing_below(2), t.missing_below(4), t.missing_below(6)),
+            (1, 2, 3)
+        );
+        t.on(1);
+        assert_eq!(t.missing_below(6), 2);
     }
 
     #[test]
