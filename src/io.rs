@@ -73,6 +73,8 @@ pub struct DriverCounters {
     pub recv_enobufs: u64,
     /// Turns that found completions parked in the kernel's overflow list and flushed them.
     pub cq_overflows: u64,
+    /// Submissions that found the submission queue full and flushed it to the kernel first.
+    pub sq_full: u64,
 }
 
 /// The operations a worker asks of its I/O backend. Calls queue work; [`Driver::turn`] submits it.

@@ -74,6 +74,9 @@ pub struct WorkerStats {
     pub recv_enobufs: AtomicU64,
     /// Completion-queue overflows recovered from (io_uring).
     pub cq_overflows: AtomicU64,
+    /// io_uring: submissions that found the submission queue full (flushed first; a test's
+    /// witness that the path ran, not exported).
+    pub sq_full: AtomicU64,
     /// Pub/sub: topics with at least one subscriber on this worker.
     pub topics: AtomicUsize,
     /// Pub/sub: subscriptions held by this worker's connections.

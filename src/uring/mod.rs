@@ -195,6 +195,7 @@ impl UringDriver {
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return;
             }
+            self.counters.sq_full += 1;
             if let Err(e) = self.ring.submit()
                 && e.raw_os_error() != Some(Errno::BUSY.raw_os_error())
             {

@@ -351,6 +351,7 @@ impl<A: App> State<A> {
         stats
             .cq_overflows
             .store(counters.cq_overflows, Ordering::Relaxed);
+        stats.sq_full.store(counters.sq_full, Ordering::Relaxed);
         stats.sends.store(self.sends, Ordering::Relaxed);
     }
 
