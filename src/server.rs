@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use crate::admission::Admission;
 use crate::app::{AppKind, echo::Echo};
-use crate::config::{Config, FD_MARGIN, MaxConnections, PayloadLimitPolicy};
+use crate::config::{Config, FD_MARGIN, MaxConnections, MaxQueuedBytes, PayloadLimitPolicy};
 use crate::epoll::EpollDriver;
 use crate::io::{Backend, Driver, IoMode, Waker};
 use crate::metrics::WorkerStats;
@@ -135,6 +135,29 @@ impl StopHandle {
 /// The connection limit `MAX_CONNECTIONS` resolves to with the open file limit `nofile`, with a
 /// warning when an explicit value needs more descriptors than the limit allows (accept() would
 /// fail with EMFILE before the 503s begin).
+/// Each worker's share of `MAX_QUEUED_BYTES` (`usize::MAX`: off), logged once.
+fn queued_share(setting: MaxQueuedBytes, workers: usize) -> usize {
+    let memory = crate::sys::memory_limit();
+    let Some(total) = setting.resolve(memory) else {
+        if setting == MaxQueuedBytes::Auto {
+            warn!("MAX_QUEUED_BYTES=auto: the memory size is unreadable, no process-wide bound");
+        } else {
+            info!("MAX_QUEUED_BYTES=0: no process-wide bound on queued bytes");
+        }
+        return usize::MAX;
+    };
+    let workers = workers.max(1);
+    let share = usize::try_from(total / workers as u64).unwrap_or(usize::MAX);
+    info!(
+        max_queued_bytes = total,
+        per_worker = share,
+        setting = %setting,
+        memory = memory.unwrap_or(0),
+        "queued bytes bound (MAX_QUEUED_BYTES; auto: a quarter of memory or the cgroup's limit)"
+    );
+    share
+}
+
 fn resolve_max_connections(setting: MaxConnections, nofile: u64) -> usize {
     let max = setting.resolve(nofile);
     if let MaxConnections::Count(n) = setting {
@@ -323,6 +346,7 @@ impl Server {
             );
         }
         let max_connections = resolve_max_connections(config.max_connections, nofile_limit());
+        let queued_share = queued_share(config.max_queued_bytes, workers);
         let wakers = (0..workers)
             .map(|id| Waker::new().map_err(|source| StartError::Worker { id, source }))
             .collect::<Result<Vec<_>, _>>()?;
@@ -410,6 +434,7 @@ impl Server {
                 budget: Budget {
                     max_backpressure: config.max_backpressure,
                     policy: config.backpressure_policy,
+                    queued_share,
                     idle_timeout: config.idle_timeout,
                     send_pings: config.send_pings,
                     write_delay: Duration::from_millis(config.write_delay_ms.into()),

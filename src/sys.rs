@@ -57,3 +57,83 @@ pub fn pin_to(cpu: usize) {
         warn!(cpu, error = %e, "cannot pin worker to its CPU");
     }
 }
+
+/// The memory this process may use, in bytes: the smaller of the machine's `MemTotal` and the
+/// memory limit of its cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`), `None` when neither
+/// can be read. (Not a knob: `MAX_QUEUED_BYTES=auto` takes a share of it.)
+pub fn memory_limit() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| mem_total(&s));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| cgroup_limit(&s, |path| std::fs::read_to_string(path).ok()));
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
+/// `MemTotal` from the text of `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The memory limit of the cgroup named in `proc_cgroup` (the text of `/proc/self/cgroup`), read
+/// through `read` (`None`: no limit, `max`, or nothing readable).
+fn cgroup_limit(proc_cgroup: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        // The cgroup's own file, or the namespace's root when the path is not visible (a
+        // container). A limit no smaller than 2^60 is v1's way of saying none.
+        let own = format!("{root}{}/{file}", path.trim_end_matches('/'));
+        let text = read(&own).or_else(|| read(&format!("{root}/{file}")));
+        if let Some(n) = text
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&n| n < 1 << 60)
+        {
+            return Some(n);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_reads_meminfo_and_cgroups() {
+        assert_eq!(
+            mem_total("MemFree: 1 kB\nMemTotal:  2048 kB\n"),
+            Some(2 << 20)
+        );
+        assert_eq!(mem_total("MemTotal: lots\n"), None);
+        let v2 = |path: &str| (path == "/sys/fs/cgroup/app/memory.max").then(|| "1048576\n".into());
+        assert_eq!(cgroup_limit("0::/app\n", v2), Some(1 << 20));
+        let unlimited = |_: &str| Some("max\n".to_owned());
+        assert_eq!(cgroup_limit("0::/app\n", unlimited), None);
+        let v1 = |path: &str| {
+            (path == "/sys/fs/cgroup/memory/svc/memory.limit_in_bytes").then(|| "4096".into())
+        };
+        assert_eq!(cgroup_limit("4:cpu:/x\n3:memory:/svc\n", v1), Some(4096));
+        assert_eq!(cgroup_limit("garbage", |_| None), None);
+        assert!(memory_limit().is_some_and(|m| m > 0));
+    }
+}

@@ -176,6 +176,7 @@ fn a_bad_value_of_each_knob_is_refused_naming_key_and_file() {
         ("backpressure_policy", "\"ignore\""),
         ("write_delay_ms", "1001"),
         ("send_buffer", "100"),
+        ("max_queued_bytes", "1000"),
         ("publish_key", "\"two words\""),
         ("shutdown_timeout", "3601"),
         ("max_connections", "\"lots\""),

@@ -10,6 +10,8 @@ use std::time::Duration;
 use common::pubsub::*;
 use common::*;
 use wsd::app::AppKind;
+use wsd::io::Backend;
+use wsd::worker::READ_PAUSE_BYTES;
 
 /// `wsd_queued_bytes` summed over the workers, from `/metrics`.
 fn queued_bytes(addr: SocketAddr) -> u64 {
@@ -105,6 +107,276 @@ fn small_messages_to_subscribers_that_never_read_are_counted_within_the_budget()
                 drained.is_some(),
                 "{ctx}: queued bytes stay after the close"
             );
+        });
+    }
+}
+
+/// The resident set of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A counter or gauge summed over its samples, from `/metrics`.
+fn metric(addr: SocketAddr, family: &str) -> u64 {
+    let resp = http_request(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(resp.status, 200, "/metrics: {resp:?}");
+    let prefix = format!("{family}{{");
+    resp.text()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Starts the wsd binary (pub/sub, two workers) with `envs` and waits until it answers.
+fn spawn_wsd(backend: Backend, envs: &[(&str, &str)]) -> (Guard, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port();
+    let io = if backend == Backend::Uring {
+        "uring"
+    } else {
+        "epoll"
+    };
+    let child = wsd_command()
+        .envs([
+            ("PORT", port.to_string().as_str()),
+            ("HOST", "127.0.0.1"),
+            ("WSD_APP", "pubsub"),
+            ("WSD_IO", io),
+            ("CLUSTER_WORKERS", "2"),
+            ("LOG_LEVEL", "error"),
+        ])
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wsd");
+    let guard = Guard(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let up = poll(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).ok().map(|_| ())
+    });
+    assert!(up.is_some(), "wsd did not start");
+    (guard, addr)
+}
+
+/// A `POST /publish` body of `n` messages of ~`size` bytes on `topic`.
+fn batch(topic: &str, n: usize, size: usize, round: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"topic":"{topic}","data":"r{round:04}m{i:04}{}"}}"#,
+                "x".repeat(size)
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `MAX_QUEUED_BYTES` bounds the whole process: 200 subscribers that never read, each allowed
+/// 1 MiB by `MAX_BACKPRESSURE`, are flooded with shared (1 KiB) and copied (200 B) messages; wsd's
+/// RSS grows by at most the bound plus a documented overhead instead of 200 × 1 MiB, the
+/// bound's drops are counted, two reading subscribers of another topic get every message, and
+/// the memory comes back once the flood's clients are gone.
+#[test]
+fn max_queued_bytes_bounds_rss_while_readers_are_served() {
+    const BOUND: u64 = 8 << 20;
+    const SUBSCRIBERS: usize = 200;
+    for backend in backends() {
+        off_thread(move || {
+            let ctx = format!("[{backend}]");
+            let bound = BOUND.to_string();
+            let (guard, addr) = spawn_wsd(
+                backend,
+                &[("MAX_QUEUED_BYTES", &bound), ("SEND_BUFFER", "4096")],
+            );
+            let pid = guard.0.id();
+            let mut subs: Vec<PsClient> = (0..SUBSCRIBERS)
+                .map(|i| PsClient::connect_small_rcvbuf(addr, format!("{ctx} sub {i}"), 4096))
+                .collect();
+            for s in &mut subs {
+                s.subscribe("flood");
+            }
+            let mut readers: Vec<PsClient> = (0..2)
+                .map(|i| PsClient::connect(addr, format!("{ctx} reader {i}")))
+                .collect();
+            for r in &mut readers {
+                r.subscribe("live");
+            }
+            let before = rss_kib(pid);
+            let mut peak = before;
+            for round in 0..12 {
+                // Mostly copied frames (200 B: each subscriber's copy is real memory), some
+                // shared ones (1 KiB: one copy for all).
+                let size = if round % 4 == 3 { 1000 } else { 180 };
+                let body = batch("flood", 1000, size, round);
+                let resp = http_request(addr, "POST", "/publish", &[], body.as_bytes());
+                assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+                peak = peak.max(rss_kib(pid));
+                let queued = metric(addr, "wsd_queued_bytes");
+                // Each worker passes its share by at most what its connections below their
+                // fair part may still take (one share) plus a message each.
+                assert!(
+                    queued <= 2 * BOUND + (SUBSCRIBERS as u64 + 2) * 1100,
+                    "{ctx}: round {round}: wsd_queued_bytes {queued} is far over MAX_QUEUED_BYTES"
+                );
+            }
+            let applied = metric(addr, "wsd_queued_bound_applied_total");
+            assert!(applied > 0, "{ctx}: the bound never applied");
+            let dropped = metric(addr, "wsd_dropped_messages_total");
+            assert!(
+                dropped >= applied,
+                "{ctx}: {applied} applications, {dropped} drops"
+            );
+            // Readers of another topic are served in full, in order, while the flood's queues
+            // stay full.
+            for i in 0..50 {
+                let body = format!(r#"[{{"topic":"live","data":"live{i:03}"}}]"#);
+                let resp = http_request(addr, "POST", "/publish", &[], body.as_bytes());
+                assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+            }
+            for r in &mut readers {
+                for i in 0..50 {
+                    let m = r.next();
+                    assert!(m.is_message(), "{ctx}: {}: {}", r.name, m.text);
+                    assert!(
+                        m.text.contains(&format!("live{i:03}")),
+                        "{ctx}: {}: message {i} missing or out of order: {}",
+                        r.name,
+                        m.text
+                    );
+                }
+            }
+            let grown = peak.saturating_sub(before);
+            eprintln!(
+                "{ctx}: RSS {before} KiB before the flood, peak {peak} KiB (+{grown} KiB), \
+                 bound applied {applied} times, {dropped} drops"
+            );
+            // The bound (8 MiB) plus the overhead docs/OPERATIONS.md documents: each worker's
+            // buffer pool, tails grown by doubling, the publish request and its parse.
+            assert!(
+                grown <= (BOUND >> 10) * 2 + 48 * 1024,
+                "{ctx}: RSS grew by {grown} KiB under an {} KiB bound",
+                BOUND >> 10
+            );
+            drop(subs);
+            let drained = poll(Duration::from_secs(20), || {
+                (metric(addr, "wsd_queued_bytes") == 0).then_some(())
+            });
+            assert!(
+                drained.is_some(),
+                "{ctx}: queued bytes stay after the close"
+            );
+            let after = rss_kib(pid);
+            // A second flood with new subscribers stays within the same bound counted from the
+            // start: what the first left resident (allocator pages, docs/OPERATIONS.md) is
+            // partly reused, not added to without bound.
+            let mut subs: Vec<PsClient> = (0..SUBSCRIBERS)
+                .map(|i| PsClient::connect_small_rcvbuf(addr, format!("{ctx} sub2 {i}"), 4096))
+                .collect();
+            for s in &mut subs {
+                s.subscribe("flood");
+            }
+            let mut peak2 = after;
+            for round in 0..12 {
+                let size = if round % 4 == 3 { 1000 } else { 180 };
+                let body = batch("flood", 1000, size, round);
+                let resp = http_request(addr, "POST", "/publish", &[], body.as_bytes());
+                assert_eq!(resp.status, 200, "{ctx}: {resp:?}");
+                peak2 = peak2.max(rss_kib(pid));
+            }
+            eprintln!(
+                "{ctx}: RSS {after} KiB once the subscribers are gone, {peak2} KiB at the \
+                 second flood's peak"
+            );
+            assert!(
+                peak2.saturating_sub(before) <= (BOUND >> 10) * 2 + 48 * 1024,
+                "{ctx}: the second flood took RSS to {peak2} KiB, the first to {peak} KiB"
+            );
+            drop(subs);
+        });
+    }
+}
+
+/// A client that floods pings and never reads the pongs: the pongs count as queued bytes, the
+/// read pause stops reading it at `READ_PAUSE_BYTES`, and pings that arrive while it is over
+/// get one pong per run (the last ping's), so wsd's queue for it stays near that bound on both
+/// backends instead of growing with what the receive ring holds; another client is served.
+#[test]
+fn a_ping_flood_whose_pongs_are_never_read_stays_near_the_read_pause() {
+    use std::io::Write;
+    for backend in backends() {
+        off_thread(move || {
+            let ctx = format!("[{backend}]");
+            let server = start(backend, |c| {
+                c.app = AppKind::Echo;
+                c.send_buffer = 4096;
+            });
+            let addr = server.local_addr();
+            let (mut stream, _) = raw_handshake(addr, b"");
+            let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
+            stream
+                .set_write_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            let ping = client_frame(OP_PING, &[b'p'; 125]);
+            let chunk: Vec<u8> = ping
+                .iter()
+                .copied()
+                .cycle()
+                .take(ping.len() * 500)
+                .collect();
+            let flood = std::thread::spawn(move || {
+                let mut sent = 0usize;
+                // Until wsd stops reading (a write blocks for 2 s) or 64 MB went.
+                while sent < 64 << 20 {
+                    match stream.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                (stream, sent)
+            });
+            let mut max_seen = 0;
+            while !flood.is_finished() {
+                max_seen = max_seen.max(queued_bytes(addr));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (stream, sent) = flood.join().expect("flood thread");
+            for _ in 0..5 {
+                max_seen = max_seen.max(queued_bytes(addr));
+            }
+            eprintln!("{ctx}: {sent} bytes of pings sent, wsd_queued_bytes at most {max_seen}");
+            assert!(
+                sent > 4 << 20,
+                "{ctx}: only {sent} bytes of pings went out: no flood"
+            );
+            assert!(
+                max_seen > 0,
+                "{ctx}: the pongs never counted in wsd_queued_bytes"
+            );
+            assert!(
+                max_seen <= (READ_PAUSE_BYTES + (256 << 10)) as u64,
+                "{ctx}: {max_seen} bytes queued for a ping flood, read pause at {READ_PAUSE_BYTES}"
+            );
+            let mut other = ws_connect(addr);
+            other
+                .send(tungstenite::Message::text("still here"))
+                .expect("send");
+            let echo = other.read().expect("echo");
+            assert_eq!(
+                echo.into_text().expect("text").as_str(),
+                "still here",
+                "{ctx}"
+            );
+            drop(stream);
         });
     }
 }

@@ -500,6 +500,7 @@ fn metrics_scenario(backend: Backend, python: &PathBuf) {
         "wsd_oversized_discarded_total",
         "wsd_dropped_messages_total",
         "wsd_backpressure_closes_total",
+        "wsd_queued_bound_applied_total",
         "wsd_uring_cq_overflows_total",
     ] {
         assert_eq!(v(zero, &[]), 0, "{ctx}: {zero}");

@@ -16,10 +16,10 @@ pub mod print;
 
 use parse::{
     parse_bool, parse_compression_min_size, parse_host, parse_idle_timeout, parse_max_backpressure,
-    parse_max_connections, parse_max_payload, parse_max_subscriptions, parse_path, parse_per_ip,
-    parse_port, parse_redis_prefix, parse_send_buffer, parse_shutdown_timeout,
-    parse_upgrade_max_concurrent, parse_upgrade_per_ip, parse_workers, parse_write_delay_ms,
-    parse_ws_path,
+    parse_max_connections, parse_max_payload, parse_max_queued_bytes, parse_max_subscriptions,
+    parse_path, parse_per_ip, parse_port, parse_redis_prefix, parse_send_buffer,
+    parse_shutdown_timeout, parse_upgrade_max_concurrent, parse_upgrade_per_ip, parse_workers,
+    parse_write_delay_ms, parse_ws_path,
 };
 
 use std::ffi::OsString;
@@ -123,6 +123,40 @@ impl fmt::Display for MaxConnections {
         match self {
             MaxConnections::Auto => f.write_str("auto"),
             MaxConnections::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The process-wide bound on bytes queued for peers (`MAX_QUEUED_BYTES`), shared out equally
+/// between the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxQueuedBytes {
+    /// A quarter of the memory wsd may use: the smaller of `MemTotal` and the cgroup's limit.
+    Auto,
+    /// No process-wide bound (only `MAX_BACKPRESSURE` per connection).
+    Off,
+    /// Exactly this many bytes.
+    Bytes(u64),
+}
+
+impl MaxQueuedBytes {
+    /// The bound in bytes (`None`: off), given the memory wsd may use (`None`: unknown, then
+    /// `auto` is off too).
+    pub fn resolve(self, memory: Option<u64>) -> Option<u64> {
+        match self {
+            MaxQueuedBytes::Bytes(n) => Some(n),
+            MaxQueuedBytes::Off => None,
+            MaxQueuedBytes::Auto => memory.map(|m| (m / 4).max(parse::MIN_MAX_QUEUED_BYTES)),
+        }
+    }
+}
+
+impl fmt::Display for MaxQueuedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxQueuedBytes::Auto => f.write_str("auto"),
+            MaxQueuedBytes::Off => f.write_str("0"),
+            MaxQueuedBytes::Bytes(n) => write!(f, "{n}"),
         }
     }
 }
@@ -364,6 +398,13 @@ pub struct Config {
     #[arg(long, env = "SEND_BUFFER", default_value_t = 0, value_parser = parse_send_buffer)]
     pub send_buffer: usize,
 
+    /// Bytes queued for peers across the whole process (out-queues, sends in flight, held
+    /// messages), shared equally between the workers; over a worker's share, BACKPRESSURE_POLICY
+    /// applies to the connections holding more than their fair part. `auto`: a quarter of the
+    /// smaller of the machine's memory and the cgroup's limit; 0: off.
+    #[arg(long, env = "MAX_QUEUED_BYTES", default_value_t = MaxQueuedBytes::Auto, value_parser = parse_max_queued_bytes)]
+    pub max_queued_bytes: MaxQueuedBytes,
+
     /// Pub/sub: when set, `POST /publish` requires `Authorization: Bearer <PUBLISH_KEY>`
     /// (compared in constant time). Unset: anyone who can reach the port may publish.
     #[arg(long, env = "PUBLISH_KEY", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
@@ -510,6 +551,7 @@ impl Default for Config {
             backpressure_policy: BackpressurePolicy::DropNewest,
             write_delay_ms: 0,
             send_buffer: 0,
+            max_queued_bytes: MaxQueuedBytes::Auto,
             publish_key: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_connections: MaxConnections::Auto,

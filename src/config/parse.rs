@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use super::{MAX_MAX_CONNECTIONS, MAX_MAX_PAYLOAD, MAX_WORKERS, MaxConnections, Workers};
+use super::{
+    MAX_MAX_CONNECTIONS, MAX_MAX_PAYLOAD, MAX_WORKERS, MaxConnections, MaxQueuedBytes, Workers,
+};
 
 pub(super) fn parse_port(s: &str) -> Result<u16, String> {
     u16::from_str(s.trim()).map_err(|_| "must be a number from 0 to 65535".to_owned())
@@ -108,6 +110,26 @@ pub(super) fn parse_send_buffer(s: &str) -> Result<usize, String> {
         Ok(n) if n == 0 || (4096..=MAX_SEND_BUFFER).contains(&n) => Ok(n),
         _ => Err(format!(
             "must be 0 (the kernel's autotuning) or a number of bytes from 4096 to {MAX_SEND_BUFFER}"
+        )),
+    }
+}
+
+/// Smallest and largest `MAX_QUEUED_BYTES` other than 0 (off).
+pub const MIN_MAX_QUEUED_BYTES: u64 = 64 << 10;
+pub const MAX_MAX_QUEUED_BYTES: u64 = 1 << 40;
+
+pub(super) fn parse_max_queued_bytes(s: &str) -> Result<MaxQueuedBytes, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(MaxQueuedBytes::Auto);
+    }
+    match u64::from_str(s) {
+        Ok(0) => Ok(MaxQueuedBytes::Off),
+        Ok(n) if (MIN_MAX_QUEUED_BYTES..=MAX_MAX_QUEUED_BYTES).contains(&n) => {
+            Ok(MaxQueuedBytes::Bytes(n))
+        }
+        _ => Err(format!(
+            "must be `auto`, 0 (off) or a number of bytes from {MIN_MAX_QUEUED_BYTES} to {MAX_MAX_QUEUED_BYTES}"
         )),
     }
 }

@@ -6,7 +6,7 @@
 use clap::ValueEnum;
 use toml::Value;
 
-use super::{Config, MaxConnections, REDACTED, Workers};
+use super::{Config, MaxConnections, MaxQueuedBytes, REDACTED, Workers};
 
 impl Config {
     /// The configuration as a TOML document, one `key = value` line per knob in `--help` order;
@@ -54,6 +54,14 @@ impl Config {
             ("backpressure_policy", name(self.backpressure_policy)),
             ("write_delay_ms", int(u64::from(self.write_delay_ms))),
             ("send_buffer", size(self.send_buffer)),
+            (
+                "max_queued_bytes",
+                match self.max_queued_bytes {
+                    MaxQueuedBytes::Auto => Some(Value::String("auto".to_owned())),
+                    MaxQueuedBytes::Off => int(0),
+                    MaxQueuedBytes::Bytes(n) => int(n),
+                },
+            ),
             ("publish_key", secret(&self.publish_key)),
             ("shutdown_timeout", int(u64::from(self.shutdown_timeout))),
             (

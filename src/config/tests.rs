@@ -64,6 +64,10 @@ fn operations_knobs_parse() {
     assert_eq!(MaxConnections::Auto.resolve(20_000), 20_000 - FD_MARGIN);
     assert_eq!(MaxConnections::Auto.resolve(10), 1);
     assert_eq!(MaxConnections::Count(5).resolve(20_000), 5);
+    assert_eq!(MaxQueuedBytes::Auto.resolve(Some(8 << 30)), Some(2 << 30));
+    assert_eq!(MaxQueuedBytes::Auto.resolve(None), None);
+    assert_eq!(MaxQueuedBytes::Off.resolve(Some(8 << 30)), None);
+    assert_eq!(MaxQueuedBytes::Bytes(1 << 20).resolve(None), Some(1 << 20));
 }
 
 #[test]
@@ -113,6 +117,8 @@ fn bad_values_name_the_variable() {
         ),
         (&["--write-delay-ms", "soon"][..], "WRITE_DELAY_MS"),
         (&["--send-buffer", "100"][..], "SEND_BUFFER"),
+        (&["--max-queued-bytes", "1000"][..], "MAX_QUEUED_BYTES"),
+        (&["--max-queued-bytes", "lots"][..], "MAX_QUEUED_BYTES"),
         (&["--send-buffer", "big"][..], "SEND_BUFFER"),
         (&["--shutdown-timeout", "soon"][..], "SHUTDOWN_TIMEOUT"),
         (&["--max-connections", "0"][..], "MAX_CONNECTIONS"),

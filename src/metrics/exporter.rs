@@ -28,7 +28,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Every metric family `/metrics` exports (without the `_total` suffix counters carry on their
 /// samples), in the order they appear.
-pub const FAMILIES: [&str; 28] = [
+pub const FAMILIES: [&str; 29] = [
     "wsd_build",
     "wsd_connections",
     "wsd_connections_accepted",
@@ -51,6 +51,7 @@ pub const FAMILIES: [&str; 28] = [
     "wsd_delivered",
     "wsd_dropped_messages",
     "wsd_backpressure_closes",
+    "wsd_queued_bound_applied",
     "wsd_auth_failures",
     "wsd_permission_denied",
     "wsd_rate_limited",
@@ -185,7 +186,7 @@ const TRAFFIC: [PerWorker; 6] = [
 ];
 
 /// The families after `wsd_closes`, up to the pub/sub ones.
-const LOOP: [PerWorker; 11] = [
+const LOOP: [PerWorker; 12] = [
     PerWorker {
         name: "idle_closes",
         help: "Connections closed with 1001 after IDLE_TIMEOUT of silence.",
@@ -252,6 +253,12 @@ const LOOP: [PerWorker; 11] = [
         help: "Connections closed with 1013 under BACKPRESSURE_POLICY=close.",
         kind: Kind::Counter,
         read: |w| load(&w.closed_backpressure),
+    },
+    PerWorker {
+        name: "queued_bound_applied",
+        help: "Drops and 1013 closes (BACKPRESSURE_POLICY) because the worker was over its share of MAX_QUEUED_BYTES.",
+        kind: Kind::Counter,
+        read: |w| load(&w.over_queued_bound),
     },
 ];
 
@@ -379,7 +386,9 @@ impl Collector for Exporter {
                 _ => load(&w.dropped_oldest),
             },
         )?;
-        self.per_worker(&mut encoder, &LOOP[10])?;
+        for m in &LOOP[10..] {
+            self.per_worker(&mut encoder, m)?;
+        }
         self.access(&mut encoder)?;
         self.publish_delay(&mut encoder)?;
         if let Some(redis) = self.source.redis() {

@@ -91,6 +91,9 @@ pub struct WorkerStats {
     pub dropped_oldest: AtomicU64,
     /// Backpressure: connections closed with 1013 (`close`).
     pub closed_backpressure: AtomicU64,
+    /// Times the policy applied because the worker was over its share of `MAX_QUEUED_BYTES`
+    /// (each also counted as a drop or a close above).
+    pub over_queued_bound: AtomicU64,
     /// Connections closed with 1001 after IDLE_TIMEOUT of silence.
     pub idle_closes: AtomicU64,
     /// Connections refused with 503 before allocation, indexed like [`RejectReason::ALL`].

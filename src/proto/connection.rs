@@ -77,6 +77,14 @@ pub trait Handler {
         let _ = code;
     }
 
+    /// Whether the peer is not taking what is already owed to it (its backlog is over the
+    /// read-pause bound): then a run of pings in one input answers with one pong, for the most
+    /// recent ping (RFC 6455 §5.5.3 allows it for pongs not yet sent), so a peer that floods
+    /// pings and never reads cannot make the server queue a pong per ping. Asked once per input.
+    fn coalesce_pongs(&mut self) -> bool {
+        false
+    }
+
     /// Decides a valid upgrade request on the WebSocket path: accept it (with the subprotocol to
     /// answer, if any), or append a complete refusal response to `out` (e.g. `503` while the
     /// server shuts down, `401` without a valid token). By default every one is accepted, with
@@ -328,8 +336,14 @@ fn feed<H: Handler>(
             codec.compress_frames(out, start, c.min_size, window);
         }
     };
+    let coalesce = handler.coalesce_pongs();
+    // Where the last pong written by this input starts and ends (when coalescing).
+    let mut last_pong: Option<(usize, usize)> = None;
     let _ = decoder.feed(input, limits.max_payload, limits.oversized, |event| {
         let closing = status == Status::Closing;
+        if !matches!(event, Event::Ping(_)) {
+            last_pong = None;
+        }
         match event {
             Event::Message(msg) => {
                 let start = out.len();
@@ -376,7 +390,17 @@ fn feed<H: Handler>(
             }
             Event::Ping(payload) => {
                 if !closing {
+                    if let Some((start, end)) = last_pong
+                        && end == out.len()
+                    {
+                        // The previous pong of this run is not sent yet: this one replaces it.
+                        out.truncate(start);
+                    }
+                    let start = out.len();
                     write_frame(out, Opcode::Pong, payload);
+                    if coalesce {
+                        last_pong = Some((start, out.len()));
+                    }
                 }
                 Next::Continue
             }

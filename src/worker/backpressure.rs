@@ -52,6 +52,22 @@ pub(super) struct SlabDeliver<'a> {
     pub(super) wakes: &'a mut Vec<crate::io::Waker>,
     /// Compresses a published message the first time one of its subscribers needs it.
     pub(super) codec: &'a mut Codec,
+    /// The worker's queued bytes at the start of the fan-out, plus what it has queued since:
+    /// compared with the worker's share of `MAX_QUEUED_BYTES` (`Budget::queued_share`).
+    pub(super) worker_queued: usize,
+    /// A connection's fair part of the share (the share over the worker's connections): past the
+    /// share, the policy applies to the connections holding at least this much.
+    pub(super) fair: usize,
+}
+
+/// A connection's fair part of the worker's `share` of `MAX_QUEUED_BYTES`, among `conns`
+/// connections (computed once per fan-out).
+pub(super) fn fair_part(share: usize, conns: usize) -> usize {
+    if share == usize::MAX {
+        usize::MAX
+    } else {
+        share / conns.max(1)
+    }
 }
 
 /// Published frames up to this size are copied into each subscriber's owned tail instead of being
@@ -76,12 +92,21 @@ impl SlabDeliver<'_> {
         if c.phase != Phase::Open || !c.proto.is_open() {
             return SendStatus::Gone;
         }
-        let budget = self.budget.max_backpressure;
         // The policy applies once the backlog (queued and in flight) has reached the budget, as
         // uWebSockets' maxBackpressure does: a connection holds at most the budget plus one
         // message, and a message larger than the budget still reaches a client that keeps up.
+        // Past the worker's share of MAX_QUEUED_BYTES, the budget of a connection is its fair
+        // part of the share: the connections holding the most lose first.
+        let mut budget = self.budget.max_backpressure;
+        let over_share = self.worker_queued >= self.budget.queued_share;
+        if over_share && self.fair < budget {
+            budget = self.fair;
+        }
         let backlog = c.backlog();
         if backlog >= budget {
+            if over_share && budget < self.budget.max_backpressure {
+                self.stats.over_queued_bound.fetch_add(1, Ordering::Relaxed);
+            }
             match self.budget.policy {
                 BackpressurePolicy::DropNewest => {
                     self.stats.dropped_newest.fetch_add(1, Ordering::Relaxed);
@@ -127,6 +152,7 @@ impl SlabDeliver<'_> {
         } else {
             c.out.push_shared(frame.clone());
         }
+        self.worker_queued += frame.len();
         if self.budget.write_delay.is_zero() || owed {
             mark_dirty(self.dirty, c, conn);
         } else if !c.dirty {

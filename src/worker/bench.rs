@@ -106,6 +106,8 @@ impl DeliverBench {
 
     /// Runs `f` with the worker's fan-out sink over these connections, as `App::flush` gets it.
     pub fn with_deliver<R>(&mut self, f: impl FnOnce(&mut dyn Deliver) -> R) -> R {
+        let fair = super::backpressure::fair_part(self.budget.queued_share, self.conns.len());
+        let worker_queued = usize::try_from(self.queued_bytes.total()).unwrap_or(usize::MAX);
         let mut deliver = SlabDeliver {
             conns: &mut self.conns,
             dirty: &mut self.dirty,
@@ -119,6 +121,8 @@ impl DeliverBench {
             pool: &mut self.pool,
             wakes: &mut self.wakes,
             codec: &mut self.codec,
+            worker_queued,
+            fair,
         };
         f(&mut deliver)
     }

@@ -11,13 +11,18 @@ use crate::io::Driver;
 use crate::metrics::add;
 use crate::proto::CloseCode;
 
-use super::backpressure::{SlabDeliver, pause_reads_if_over};
+use super::backpressure::{SlabDeliver, fair_part, pause_reads_if_over};
 use super::conn::Phase;
 use super::{State, outqueue, tls};
+
+/// Pooled buffers kept beyond one per connection, for the replies of new connections.
+const POOL_SLACK: usize = 64;
 
 impl<A: App> State<A> {
     /// Lets the application deliver what it deferred this turn.
     pub(super) fn flush_app(&mut self) {
+        let fair = fair_part(self.budget.queued_share, self.conns.len());
+        let worker_queued = usize::try_from(self.queued.total()).unwrap_or(usize::MAX);
         let mut deliver = SlabDeliver {
             conns: &mut self.conns,
             dirty: &mut self.dirty,
@@ -31,6 +36,8 @@ impl<A: App> State<A> {
             pool: &mut self.pool,
             wakes: &mut self.wakes,
             codec: &mut self.codec,
+            worker_queued,
+            fair,
         };
         self.app.flush(&mut deliver);
         let queued = deliver.queued;
@@ -128,7 +135,10 @@ impl<A: App> State<A> {
         );
         dirty.clear();
         self.dirty = dirty;
-        self.pool.truncate(outqueue::POOL_SMALL_BUFFERS);
+        // A buffer per connection at most: once the clients of a fan-out go, their buffers go
+        // back to the allocator instead of staying pooled (docs/OPERATIONS.md, memory).
+        self.pool
+            .truncate(outqueue::POOL_SMALL_BUFFERS.min(self.conns.len() + POOL_SLACK));
         stats
             .queued_bytes
             .store(self.queued.total(), Ordering::Relaxed);

@@ -19,6 +19,7 @@ use crate::proto::{
 };
 use crate::state::Shared;
 
+use super::backpressure::READ_PAUSE_BYTES;
 use super::conn::{Conn, mark_dirty};
 use super::{State, gate};
 
@@ -125,6 +126,7 @@ impl<A: App> State<A> {
             stats,
             messages_in: 0,
             messages_out: 0,
+            over_read_pause: conn.backlog() > READ_PAUSE_BYTES,
         };
         let status = conn.proto.handle_bytes(
             bytes,
@@ -222,9 +224,16 @@ struct ConnHandler<'a, A> {
     messages_in: u64,
     /// Data frames the application queued in this call, likewise.
     messages_out: u64,
+    /// The connection's backlog was over [`READ_PAUSE_BYTES`] before this input: pings in a
+    /// run get one pong (`Handler::coalesce_pongs`).
+    over_read_pause: bool,
 }
 
 impl<A: App> Handler for ConnHandler<'_, A> {
+    fn coalesce_pongs(&mut self) -> bool {
+        self.over_read_pause
+    }
+
     fn opened(&mut self, out: &mut Vec<u8>) {
         if let Some(identity) = self.identity.take() {
             self.app.on_identity(self.token, identity);

@@ -65,6 +65,9 @@ pub struct Budget {
     pub max_backpressure: usize,
     /// What a connection over its budget loses.
     pub policy: BackpressurePolicy,
+    /// This worker's share of `MAX_QUEUED_BYTES` (`usize::MAX`: no process-wide bound): past it,
+    /// `policy` applies to the connections holding more than their fair part of the share.
+    pub queued_share: usize,
     /// Seconds of silence before a connection is closed with 1001 (0: never).
     pub idle_timeout: u32,
     /// Ping connections silent for half of `idle_timeout`.
@@ -87,6 +90,7 @@ impl Budget {
         Budget {
             max_backpressure,
             policy,
+            queued_share: usize::MAX,
             idle_timeout: 0,
             send_pings: false,
             write_delay: Duration::ZERO,

@@ -72,6 +72,11 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    /// How many values are stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0

@@ -26,6 +26,8 @@ struct Recorder {
     echo: bool,
     /// Codes reported by [`Handler::close_started`].
     close_codes: Vec<u16>,
+    /// Answer [`Handler::coalesce_pongs`] with this.
+    coalesce: bool,
 }
 
 impl Handler for Recorder {
@@ -61,6 +63,10 @@ impl Handler for Recorder {
 
     fn close_started(&mut self, code: CloseCode) {
         self.close_codes.push(code.0);
+    }
+
+    fn coalesce_pongs(&mut self) -> bool {
+        self.coalesce
     }
 }
 
@@ -251,4 +257,38 @@ fn close_started_reports_the_first_close_code_once() {
     );
     let _ = feed(&mut conn, &mut h, &peer(&1001u16.to_be_bytes()), &mut out);
     assert!(h.close_codes.is_empty(), "{:?}", h.close_codes);
+}
+
+#[test]
+fn a_run_of_pings_gets_one_pong_for_the_last_only_when_asked() {
+    let mut flood = Vec::new();
+    for i in 0..100u8 {
+        flood.extend_from_slice(&client(true, Opcode::Ping, &[i]));
+    }
+    // Normally: one pong per ping, in order.
+    let (mut conn, mut h, mut out) = opened();
+    assert_eq!(feed(&mut conn, &mut h, &flood, &mut out), Status::Open);
+    let each: Vec<u8> = (0..100u8)
+        .flat_map(|i| server_frame(Opcode::Pong, &[i]))
+        .collect();
+    assert_eq!(out, each);
+    // A peer over the read-pause bound: the run answers with one pong, the last ping's; a
+    // message between two runs keeps its place, so does what was queued before.
+    let (mut conn, mut h, mut out) = opened();
+    h.coalesce = true;
+    h.echo = true;
+    out.extend_from_slice(b"queued");
+    let mut input = flood.clone();
+    input.extend_from_slice(&client(true, Opcode::Text, b"hi"));
+    input.extend_from_slice(&client(true, Opcode::Ping, b"a"));
+    input.extend_from_slice(&client(true, Opcode::Ping, b"b"));
+    assert_eq!(feed(&mut conn, &mut h, &input, &mut out), Status::Open);
+    let want = [
+        b"queued".to_vec(),
+        server_frame(Opcode::Pong, &[99]),
+        server_frame(Opcode::Text, b"hi"),
+        server_frame(Opcode::Pong, b"b"),
+    ]
+    .concat();
+    assert_eq!(out, want);
 }
