@@ -855,7 +855,7 @@ impl StalledWriter {
 
 /// Every variable wsd reads, in `--print-config` order (tests/config_file.rs checks the list is
 /// complete against the binary), then `WSD_CONFIG`.
-pub const KNOB_VARS: [&str; 51] = [
+pub const KNOB_VARS: [&str; 52] = [
     "PORT",
     "HOST",
     "CLUSTER_WORKERS",
