@@ -33,9 +33,11 @@
 //! - [`ratelimit`]: token buckets per connection, per identity and per address.
 //! - [`wheel`]: the one-second timer wheel of connection tokens (idle checks, token expiry).
 //! - [`logging`]: the `tracing` subscriber (`LOG_FORMAT`, `LOG_LEVEL`).
+//! - [`accept_backoff`]: the listener's rest after `accept` runs out of descriptors.
 
 #![deny(unsafe_code)]
 
+pub mod accept_backoff;
 pub mod access;
 pub mod admission;
 pub mod app;

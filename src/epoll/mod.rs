@@ -6,13 +6,14 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll::{self, Event as EpEvent, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, SocketFlags};
 use tracing::warn;
 
+use crate::accept_backoff::{AcceptBackoff, is_exhaustion};
 use crate::io::{Driver, Event, Outgoing, Token, Waker};
 use crate::table::Chunked;
 
@@ -57,12 +58,28 @@ enum Done {
     Released(Token),
 }
 
+/// Registers `fd` (a listener) under `key` for readability, or for nothing.
+fn watch(epoll: &OwnedFd, fd: &OwnedFd, key: u64, readable: bool) -> rustix::io::Result<()> {
+    let flags = if readable {
+        EventFlags::IN
+    } else {
+        EventFlags::empty()
+    };
+    epoll::modify(epoll, fd, EventData::new_u64(key), flags)
+}
+
 /// A worker's epoll instance, its listener and its connections' sockets.
 pub struct EpollDriver {
     epoll: OwnedFd,
     listener: Option<OwnedFd>,
     /// Accepting is paused (`pause_accepting`): the listener is watched for nothing.
     accept_paused: bool,
+    /// The listener rests after an out-of-descriptors failure (`accept_backoff.rs`).
+    backoff: AcceptBackoff,
+    /// The listener is registered for readability now (not paused and not resting).
+    listener_watched: bool,
+    /// The admin listener is registered for readability now (not resting).
+    admin_watched: bool,
     /// The admin listener (`ADMIN_PORT`), never paused.
     admin: Option<OwnedFd>,
     waker: Waker,
@@ -104,6 +121,9 @@ impl EpollDriver {
             epoll: ep,
             listener: Some(listener),
             accept_paused: false,
+            backoff: AcceptBackoff::default(),
+            listener_watched: true,
+            admin_watched: true,
             admin,
             waker,
             socks: Chunked::new(),
@@ -210,11 +230,37 @@ impl EpollDriver {
         }
     }
 
+    /// Registers each listener for readability when it may accept (the main one: neither paused
+    /// nor resting; the admin one: not resting), and for nothing otherwise.
+    fn watch_listeners(&mut self) {
+        let resting = self.backoff.resting(Instant::now());
+        let main = !self.accept_paused && !resting;
+        if main != self.listener_watched
+            && let Some(listener) = &self.listener
+        {
+            match watch(&self.epoll, listener, KEY_LISTENER, main) {
+                Ok(()) => self.listener_watched = main,
+                Err(e) => warn!(error = %e, main, "epoll_ctl(MOD) on the listener failed"),
+            }
+        }
+        if resting == self.admin_watched
+            && let Some(admin) = &self.admin
+        {
+            match watch(&self.epoll, admin, KEY_ADMIN, !resting) {
+                Ok(()) => self.admin_watched = !resting,
+                Err(e) => warn!(error = %e, "epoll_ctl(MOD) on the admin listener failed"),
+            }
+        }
+    }
+
     fn accept_batch<F: FnMut(Event<'_>)>(&mut self, admin: bool, on_event: &mut F) {
         let listener = if admin {
+            if !self.admin_watched {
+                return; // readiness reported before the rest took effect
+            }
             &self.admin
-        } else if self.accept_paused {
-            return; // readiness reported before the pause took effect
+        } else if !self.listener_watched {
+            return; // readiness reported before the pause or rest took effect
         } else {
             &self.listener
         };
@@ -227,6 +273,12 @@ impl EpollDriver {
                 Ok(fd) => on_event(Event::Accepted(fd)),
                 Err(Errno::AGAIN) => return,
                 Err(Errno::INTR | Errno::CONNABORTED) => {}
+                Err(e) if is_exhaustion(e.raw_os_error()) => {
+                    // Out of descriptors: rest instead of spinning on a readable listener.
+                    self.backoff.fail(&e.into(), Instant::now());
+                    self.watch_listeners();
+                    return;
+                }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
                     return;
@@ -351,22 +403,18 @@ impl Driver for EpollDriver {
             return;
         }
         self.accept_paused = paused;
-        if let Some(listener) = &self.listener {
-            let flags = if paused {
-                EventFlags::empty()
-            } else {
-                EventFlags::IN
-            };
-            let data = EventData::new_u64(KEY_LISTENER);
-            if let Err(e) = epoll::modify(&self.epoll, listener, data, flags) {
-                warn!(error = %e, paused, "epoll_ctl(MOD) on the listener failed");
-            }
-        }
+        self.watch_listeners();
     }
 
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
+        let now = Instant::now();
+        if (!self.listener_watched && !self.accept_paused || !self.admin_watched)
+            && !self.backoff.resting(now)
+        {
+            self.watch_listeners(); // the rest is over
+        }
         let timeout = if self.done.is_empty() {
-            timeout
+            self.backoff.cap(timeout, now)
         } else {
             Duration::ZERO
         };

@@ -51,7 +51,10 @@ impl UringDriver {
             });
         } else {
             let err = io::Error::from_raw_os_error(-res);
-            if -res != Errno::CANCELED.raw_os_error() {
+            if is_exhaustion(-res) {
+                // Out of descriptors: `turn` re-arms after the rest, not at once (it would spin).
+                self.accept_backoff.fail(&err, Instant::now());
+            } else if -res != Errno::CANCELED.raw_os_error() {
                 warn!(error = %err, "accept failed");
             }
         }
@@ -62,11 +65,8 @@ impl UringDriver {
                 return;
             }
             self.accept_armed = false;
-            // Out of descriptors: re-arming at once would spin; `turn` retries on its next call.
-            let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-                .iter()
-                .any(|e| -res == e.raw_os_error());
-            if !exhausted && !self.accept_paused {
+            // Out of descriptors: `turn` re-arms once the rest is over.
+            if !is_exhaustion(-res) && !self.accept_paused {
                 self.arm_accept();
             }
         }

@@ -11,12 +11,13 @@ mod params;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
 use tracing::{debug, warn};
 
+use crate::accept_backoff::{AcceptBackoff, is_exhaustion};
 use crate::io::{Driver, DriverCounters, Event, Outgoing, Token, Waker};
 use crate::table::Chunked;
 use op::{OpKind, generation24, pack, unpack};
@@ -85,6 +86,8 @@ pub struct UringDriver {
     /// Accepting is paused (`pause_accepting`): the multishot accept is cancelled and not
     /// re-armed until it resumes.
     accept_paused: bool,
+    /// The listener rests after an out-of-descriptors failure (`accept_backoff.rs`).
+    accept_backoff: AcceptBackoff,
     waker: Waker,
     wake_armed: bool,
     /// Indexed by token; grows in chunks (`table.rs`).
@@ -163,6 +166,7 @@ impl UringDriver {
             admin_armed: false,
             accept_armed: false,
             accept_paused: false,
+            accept_backoff: AcceptBackoff::default(),
             waker,
             wake_armed: false,
             socks: Chunked::new(),
@@ -527,10 +531,16 @@ impl Driver for UringDriver {
     }
 
     fn turn<F: FnMut(Event<'_>)>(&mut self, timeout: Duration, mut on_event: F) -> io::Result<()> {
-        if !self.accept_armed && !self.accept_paused && self.listener.is_some() {
+        let now = Instant::now();
+        if !self.accept_armed
+            && !self.accept_paused
+            && !self.accept_backoff.resting(now)
+            && self.listener.is_some()
+        {
             self.arm_accept();
         }
-        if !self.admin_armed && self.admin.is_some() {
+        let timeout = self.accept_backoff.cap(timeout, now);
+        if !self.admin_armed && !self.accept_backoff.resting(now) && self.admin.is_some() {
             self.arm_admin_accept();
         }
         let released = std::mem::take(&mut self.released);
