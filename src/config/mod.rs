@@ -482,7 +482,7 @@ pub struct Config {
     pub redis_prefix: String,
 
     /// Sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7+), so a Redis Cluster spreads topics
-    /// over its shards.
+    /// over its shards; when the node in `REDIS_URL` is a cluster node, every shard is used.
     #[arg(long, env = "REDIS_SHARDED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub redis_sharded: bool,
 

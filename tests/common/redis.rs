@@ -145,3 +145,80 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A 3-primary Redis Cluster (no replicas) on free loopback ports, each node a [`RedisServer`]
+/// with `--cluster-enabled yes`; formed with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, forms the cluster and waits until every node says `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                // The bus port is chosen too: the default (port + 10000) may be taken or
+                // beyond 65535.
+                let bus = free_port().to_string();
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in &nodes {
+            while !n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} never reported cluster_state:ok",
+                    n.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The node that owns `key`'s slot (`CLUSTER KEYSLOT`, and each node's own slot ranges
+    /// from `CLUSTER NODES`).
+    pub fn owner(&self, key: &str) -> &RedisServer {
+        let slot: u16 = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        self.nodes
+            .iter()
+            .find(|n| {
+                let listing = n.cli(&["CLUSTER", "NODES"]);
+                let me = listing
+                    .lines()
+                    .find(|l| l.contains("myself"))
+                    .expect("CLUSTER NODES lists myself");
+                me.split_whitespace().skip(8).any(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if lo <= slot && slot <= hi)
+                })
+            })
+            .unwrap_or_else(|| panic!("no node owns slot {slot} of {key}"))
+    }
+}

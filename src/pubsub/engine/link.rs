@@ -19,10 +19,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult, Value};
+use redis::{PushInfo, PushKind, RedisResult, Value};
 
 use super::backoff::Backoff;
+use super::conn::{self, Command, Conn, Timeouts};
 use super::interest::InterestSet;
 use super::{Bridge, RedisSettings, ToEngine, wire};
 use crate::io::Waker;
@@ -190,6 +190,13 @@ impl Link {
         }
     }
 
+    /// `name channel`, with the channel kept for routing by slot.
+    fn command(&self, name: &str, channel: Vec<u8>) -> Command {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(&channel[..]);
+        Command { channel, cmd }
+    }
+
     fn channel(&self, topic: &str) -> Vec<u8> {
         let mut c = Vec::with_capacity(self.topic_prefix.len() + topic.len());
         c.extend_from_slice(&self.topic_prefix);
@@ -209,16 +216,14 @@ impl Link {
         let mut failures: u64 = 0;
         while !self.bridge.stopping() {
             let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_push_sender(push_tx);
             let client = self.client.clone();
-            let connecting = async move {
-                client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
+            let sharded = self.settings.sharded;
+            let timeouts = Timeouts {
+                connect: CONNECT_TIMEOUT,
+                response: RESPONSE_TIMEOUT,
             };
+            let connecting =
+                async move { conn::connect(&client, sharded, timeouts, push_tx).await };
             let reason = match self.offline_until(&wake, connecting).await {
                 None => return,
                 Some(Ok(conn)) => {
@@ -308,7 +313,7 @@ impl Link {
     /// One connection's life. Returns why it ended and whether it came up (a probe came back).
     async fn session(
         &mut self,
-        mut conn: MultiplexedConnection,
+        conn: Conn,
         mut pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
         wake: &WakeFd,
     ) -> (String, bool) {
@@ -317,13 +322,11 @@ impl Link {
         self.interest.reconnected();
         let now = Instant::now();
         let changes = self.interest.take_changes(now);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.cmd(self.subscribe_cmd()).arg(&self.probe_channel);
+        let mut commands = vec![self.command(self.subscribe_cmd(), self.probe_channel.clone())];
         for topic in &changes.subscribe {
-            pipe.cmd(self.subscribe_cmd()).arg(self.channel(topic));
+            commands.push(self.command(self.subscribe_cmd(), self.channel(topic)));
         }
-        let replies = match pipe.query_async::<Vec<Value>>(&mut conn).await {
+        let replies = match conn.send(commands).await {
             Ok(replies) => replies,
             Err(e) => return (format!("subscribing failed: {e}"), false),
         };
@@ -337,7 +340,9 @@ impl Link {
             );
         }
         let sent = vec![Sent::Subscribe; replies.len()];
-        self.check_replies(&replies, &sent);
+        if self.check_replies(&replies, &sent, &conn) {
+            return ("the cluster's slot map changed".to_owned(), false);
+        }
         self.bridge
             .status
             .channels
@@ -345,6 +350,7 @@ impl Link {
         tracing::debug!(
             channels = self.interest.subscribed(),
             sharded = self.settings.sharded,
+            cluster = matches!(conn, Conn::Cluster(_)),
             "redis: link up"
         );
 
@@ -388,7 +394,11 @@ impl Link {
                 (result, sent) = batch => {
                     in_flight = None;
                     match result {
-                        Ok(replies) => self.check_replies(&replies, &sent),
+                        Ok(replies) => {
+                            if self.check_replies(&replies, &sent, &conn) {
+                                break "the cluster's slot map changed".to_owned();
+                            }
+                        }
                         Err(e) => {
                             self.bridge
                                 .status
@@ -423,23 +433,18 @@ impl Link {
     }
 
     /// The next pipeline: interest changes due, the probe when due, queued publications.
-    fn next_batch(
-        &mut self,
-        conn: &MultiplexedConnection,
-        probe: &mut Probe,
-    ) -> Option<(Batch, usize)> {
+    fn next_batch(&mut self, conn: &Conn, probe: &mut Probe) -> Option<(Batch, usize)> {
         let now = Instant::now();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut commands = Vec::new();
         let mut sent = Vec::new();
         if self.interest.has_changes(now) {
             let changes = self.interest.take_changes(now);
             for topic in &changes.subscribe {
-                pipe.cmd(self.subscribe_cmd()).arg(self.channel(topic));
+                commands.push(self.command(self.subscribe_cmd(), self.channel(topic)));
                 sent.push(Sent::Subscribe);
             }
             for topic in &changes.unsubscribe {
-                pipe.cmd(self.unsubscribe_cmd()).arg(self.channel(topic));
+                commands.push(self.command(self.unsubscribe_cmd(), self.channel(topic)));
                 sent.push(Sent::Unsubscribe);
             }
             self.bridge
@@ -449,9 +454,9 @@ impl Link {
         }
         if probe.outstanding.is_none() && now >= probe.next_at {
             probe.seq += 1;
-            pipe.cmd(self.publish_cmd())
-                .arg(&self.probe_channel)
-                .arg(&probe.seq.to_be_bytes()[..]);
+            let mut cmd = self.command(self.publish_cmd(), self.probe_channel.clone());
+            cmd.cmd.arg(&probe.seq.to_be_bytes()[..]);
+            commands.push(cmd);
             sent.push(Sent::Probe);
             probe.outstanding = Some((probe.seq, now));
             probe.next_at = now + self.settings.probe_interval;
@@ -460,9 +465,9 @@ impl Link {
         let pending = std::mem::take(&mut self.pending);
         let publishes = pending.len();
         for (topic, frame) in &pending {
-            pipe.cmd(self.publish_cmd())
-                .arg(self.channel(topic))
-                .arg(wire::encode(instance, frame));
+            let mut cmd = self.command(self.publish_cmd(), self.channel(topic));
+            cmd.cmd.arg(wire::encode(instance, frame));
+            commands.push(cmd);
             sent.push(Sent::Publish);
         }
         self.pending = pending;
@@ -471,18 +476,17 @@ impl Link {
         if sent.is_empty() {
             return None;
         }
-        let mut conn = conn.clone();
-        let batch: Batch = Box::pin(async move {
-            let result = pipe.query_async::<Vec<Value>>(&mut conn).await;
-            (result, sent)
-        });
+        let sending = conn.send(commands);
+        let batch: Batch = Box::pin(async move { (sending.await, sent) });
         Some((batch, publishes))
     }
 
-    /// Counts publications and reports commands Redis refused.
-    fn check_replies(&mut self, replies: &[Value], sent: &[Sent]) {
+    /// Counts publications and reports commands Redis refused. `true` when connected to a
+    /// cluster and a reply says its slot map changed (the session then ends and reconnects).
+    fn check_replies(&mut self, replies: &[Value], sent: &[Sent], conn: &Conn) -> bool {
         let status = &self.bridge.status;
         let mut refused = None;
+        let moved = matches!(conn, Conn::Cluster(_)) && replies.iter().any(conn::is_topology_error);
         for (i, kind) in sent.iter().enumerate() {
             let error = match replies.get(i) {
                 Some(Value::ServerError(e)) => Some(format!("{e:?}")),
@@ -519,6 +523,7 @@ impl Link {
                 tracing::warn!(command, error = %error, "redis: command refused");
             }
         }
+        moved
     }
 
     /// Handles one message pushed by Redis. `Err` when the connection is gone.

@@ -10,11 +10,13 @@
 //! - [`wire`]: the envelope (instance id + ready frame) and its checks.
 //! - [`interest`]: which topics to subscribe, batched, with hysteresis.
 //! - [`backoff`]: reconnect delays.
+//! - [`conn`]: the connection: one node, or a Redis Cluster in sharded mode.
 //! - [`link`]: the thread: connection, subscriptions, publishing, probe, reconnects.
 //!
 //! docs/REDIS.md describes the behaviour for operators.
 
 pub mod backoff;
+pub mod conn;
 pub mod interest;
 pub mod link;
 pub mod wire;
