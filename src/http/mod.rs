@@ -25,6 +25,9 @@ use crate::proto::HttpRequest;
 use crate::proto::http::write_response;
 use crate::state::Shared;
 
+/// Scratch a quiet worker keeps: a 1,000-message `POST /publish` body leaves megabytes.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
 /// The plain routes of one worker, with the parse scratch `POST /publish` reuses.
 #[derive(Default)]
 pub struct Routes {
@@ -40,6 +43,14 @@ impl Routes {
         Routes {
             scratch: Scratch::default(),
             worker,
+        }
+    }
+
+    /// Frees the parse scratch if a large `POST /publish` body left it holding memory (a worker
+    /// calls this when it goes quiet, `worker/trim.rs`).
+    pub fn trim(&mut self) {
+        if self.scratch.retained_bytes() > SCRATCH_KEEP {
+            self.scratch.shrink();
         }
     }
 

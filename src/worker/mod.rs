@@ -12,8 +12,8 @@
 //! `conn.rs` a connection and its close phase, `input.rs` accept (admission first) and input,
 //! `gate.rs` pausing the listener at a process-wide limit, `admin.rs` the `ADMIN_PORT` connections,
 //! `backpressure.rs` the budget rule, the read pause and the write delay, `flush.rs` the end of a
-//! turn, `timers.rs` deadlines and idle checks, `drain.rs` this worker's part of a shutdown
-//! (docs/ARCHITECTURE.md has the whole sequence).
+//! turn, `timers.rs` deadlines and idle checks, `trim.rs` the memory a quiet worker gives back,
+//! `drain.rs` this worker's part of a shutdown (docs/ARCHITECTURE.md has the whole sequence).
 
 mod admin;
 mod backpressure;
@@ -29,6 +29,7 @@ mod outqueue;
 mod slab;
 mod timers;
 mod tls;
+mod trim;
 
 use std::io;
 use std::net::IpAddr;
@@ -151,6 +152,8 @@ struct State<A> {
     handshakes_tls: tls::Handshakes,
     /// Plaintext of the TLS read being handled (one per worker, reused).
     plaintext: Vec<u8>,
+    /// The second of the last trim of a quiet turn (`trim.rs`).
+    trimmed: Option<u32>,
 }
 
 /// A worker: its driver and its state.
@@ -204,6 +207,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 routes: Routes::for_worker(id),
                 handshakes_tls: tls::Handshakes::default(),
                 plaintext: Vec::new(),
+                trimmed: None,
             },
         }
     }
@@ -260,6 +264,9 @@ impl<D: Driver, A: App> Worker<D, A> {
                 delivered_seen = delivered;
                 let start = work_start.unwrap_or(self.state.now);
                 stats.publish_delay.observe(start.elapsed());
+            }
+            if work_start.is_none() {
+                self.state.trim_when_quiet();
             }
             if self.state.drain.is_some() && self.state.conns.is_empty() {
                 self.state.finish_drain();
