@@ -193,6 +193,16 @@ fn per_connection(
     per
 }
 
+/// Heap per idle ws:// connection. Measured 385 B (epoll) and 409 B (io_uring): the connection
+/// slab's and the driver's socket table's chunks (168 + 96 B a slot), the output buffers the
+/// worker pools after the upgrades' sends (about 25 of 4 KiB for 64 upgrades at once: a fixed
+/// cost, 200 B a connection at this N) and tables that grow with the connection count.
+const PLAIN_BUDGET: f64 = 640.0;
+/// Heap per idle wss:// connection: the above and the TLS session (1,144 B in the worker's
+/// session table, about 2.2 KiB rustls allocates for it: `tests/tls_idle_memory.rs`). Measured
+/// 3.0-3.5 KiB (how much of a session table chunk the warm-up already made counts here).
+const TLS_BUDGET: f64 = 4096.0;
+
 #[test]
 fn idle_connections_hold_little_heap() {
     let dir = std::env::temp_dir().join(format!("wsd-idle-memory-{}", std::process::id()));
@@ -200,8 +210,15 @@ fn idle_connections_hold_little_heap() {
     let cfg = client_config(&der);
     for backend in backends() {
         let plain = per_connection(backend, None);
+        assert!(
+            plain <= PLAIN_BUDGET,
+            "[{backend}] ws: {plain:.0} B per idle connection, over {PLAIN_BUDGET}"
+        );
         let tls = per_connection(backend, Some((&cert, &key, &cfg)));
-        let _ = (plain, tls);
+        assert!(
+            tls <= TLS_BUDGET,
+            "[{backend}] wss: {tls:.0} B per idle connection, over {TLS_BUDGET}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

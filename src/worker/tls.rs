@@ -120,6 +120,11 @@ pub(super) struct Sessions {
     slots: Chunked<Option<(Token, TlsSession)>>,
 }
 
+// A session slot is per-connection memory (docs/STYLE.md): rustls 0.23.46's connection state
+// (1,144 bytes with wsd's fields) and the owner's token, no padding. A box would have cost a
+// 1,280-byte mimalloc block.
+const _: () = assert!(size_of::<Option<(Token, TlsSession)>>() <= 1152);
+
 impl Sessions {
     /// Stores `token`'s session (its slot's previous one, if any, is dropped).
     pub(super) fn insert(&mut self, token: Token, session: TlsSession) {
