@@ -193,14 +193,15 @@ fn per_connection(
     per
 }
 
-/// Heap per idle ws:// connection. Measured 385 B (epoll) and 409 B (io_uring): the connection
-/// slab's and the driver's socket table's chunks (168 + 96 B a slot), the output buffers the
-/// worker pools after the upgrades' sends (about 25 of 4 KiB for 64 upgrades at once: a fixed
-/// cost, 200 B a connection at this N) and tables that grow with the connection count.
+/// Heap per idle ws:// connection. Measured 260-409 B by run: the connection slab's and the
+/// driver's socket table's chunks (160 + 96 B a slot; only the chunks made after the warm-up count
+/// here), and the output buffers the worker
+/// pools after the upgrades' sends (9-25 of 4 KiB after 64 upgrades at once, by timing: a fixed
+/// cost, 70-200 B a connection at this N).
 const PLAIN_BUDGET: f64 = 640.0;
-/// Heap per idle wss:// connection: the above and the TLS session (1,144 B in the worker's
-/// session table, about 2.2 KiB rustls allocates for it: `tests/tls_idle_memory.rs`). Measured
-/// 3.0-3.5 KiB (how much of a session table chunk the warm-up already made counts here).
+/// Heap per idle wss:// connection: the above and the TLS session (1,152 B in the worker's
+/// session table, 2.1-2.2 KiB rustls allocates for it: `tests/tls_idle_memory.rs`). Measured
+/// 2.9 KiB (the session table's first chunk is made by the warm-up, so half its cost counts).
 const TLS_BUDGET: f64 = 4096.0;
 
 #[test]

@@ -154,7 +154,8 @@ fn idle_session(tls: &Tls, cfg: &Arc<ClientConfig>) -> TlsSession {
 /// key schedule (224: the state kept for key updates), two empty `VecDeque`s of 4 (96 each:
 /// rustls's send queue and plaintext queue, never shrunk), the SNI (9) and ALPN (8) names. None of
 /// it is wsd's and rustls 0.23 has no call that releases any of it; wsd's own buffers are 0
-/// ([`TlsSession::buffered`]). A new allocation kept per session fails this.
+/// ([`TlsSession::buffered`]). TLS 1.2: 2,089 B allocated (its traffic state is 120 B). A new
+/// allocation kept per session fails this.
 const IDLE_BUDGET: usize = 3400;
 
 #[test]
