@@ -193,11 +193,11 @@ fn per_connection(
     per
 }
 
-/// Heap per idle ws:// connection. Measured 260-409 B by run: the connection slab's and the
+/// Heap per idle ws:// connection. Measured 260-688 B by run: the connection slab's and the
 /// driver's socket table's chunks (160 + 96 B a slot; only the chunks made after the warm-up count
 /// here), and the output buffers the worker
-/// pools after the upgrades' sends (9-25 of 4 KiB after 64 upgrades at once, by timing: a fixed
-/// cost, 70-200 B a connection at this N, at most 512 B with all 64 pooled).
+/// pools after the upgrades' sends (9-48 of 4 KiB after 64 upgrades at once, by timing: a fixed
+/// cost, 70-384 B a connection at this N, at most 512 B with all 64 pooled).
 const PLAIN_BUDGET: f64 = 1024.0;
 /// Heap per idle wss:// connection: the above and the TLS session (1,152 B in the worker's
 /// session table, 2.1-2.2 KiB rustls allocates for it: `tests/tls_idle_memory.rs`). Measured
