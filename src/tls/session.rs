@@ -16,8 +16,11 @@
 //!   wait in `pending` until the worker's next send takes them ([`TlsSession::take_pending`]),
 //!   ahead of any application data encrypted after them.
 //!
-//! An idle established session holds the rustls connection state (its keys) and nothing else:
-//! [`TlsSession::buffered`] is 0.
+//! An idle established session holds the rustls connection state and nothing else:
+//! [`TlsSession::buffered`] is 0. That state is 1,144 bytes inline plus about 2.2 KiB rustls
+//! allocates (TLS 1.3: the AES-GCM keys of both directions, the key schedule kept for key updates,
+//! a handshake deframer list and two empty queues it never releases); `tests/tls_idle_memory.rs`
+//! lists it by size and fails if it grows.
 
 use std::sync::Arc;
 

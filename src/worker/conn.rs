@@ -47,8 +47,8 @@ pub(super) struct Conn {
     pub(super) dirty: bool,
     /// Listed in `held`: published messages wait for the write delay.
     pub(super) held: bool,
-    /// The TLS session (`SSL_CERT` set); `None` on a plain connection.
-    pub(super) tls: Option<Box<crate::tls::TlsSession>>,
+    /// A TLS connection (`SSL_CERT` set): its session is in the worker's `tls::Sessions`.
+    pub(super) tls: bool,
 }
 
 // Connection state is per-connection memory (docs/STYLE.md: state is a budget): 56 bytes of
@@ -70,13 +70,14 @@ impl Conn {
             paused: false,
             dirty: false,
             held: false,
-            tls: None,
+            tls: false,
         }
     }
 
-    /// Whether anything is owed to the peer (plaintext queued, or TLS records the session made).
-    pub(super) fn owes(&self) -> bool {
-        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.pending_len() > 0)
+    /// Whether anything is owed to the peer: plaintext queued, or (`tls_owes`) TLS records the
+    /// session made.
+    pub(super) fn owes(&self, tls_owes: bool) -> bool {
+        !self.out.is_empty() || tls_owes
     }
 
     /// Bytes queued for the peer: in the out-queue and in flight.

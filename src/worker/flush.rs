@@ -66,11 +66,11 @@ impl<A: App> State<A> {
             if conn.is_closed() {
                 continue;
             }
-            let mut drained = conn.sending == 0 && !conn.owes();
+            let mut drained = conn.sending == 0 && !conn.owes(self.sessions.owes(token));
             let lingering = matches!(conn.phase, Phase::Lingering { .. });
             if drained
                 && lingering
-                && let Some(session) = conn.tls.as_mut()
+                && let Some(session) = self.sessions.get_mut(token)
                 && !session.close_notify_sent()
             {
                 // TLS: close_notify after the last data (and the WebSocket close), then the
@@ -95,11 +95,11 @@ impl<A: App> State<A> {
                 // not when a write delay ends.
                 conn.held = false;
             }
-            if conn.sending == 0 && conn.owes() {
+            if conn.sending == 0 && conn.owes(self.sessions.owes(token)) {
                 // The budget counts plaintext (`tls` module); a send of TLS records alone counts 1.
                 conn.sending = u32::try_from(conn.out.len().max(1)).unwrap_or(u32::MAX);
                 let mut out = conn.out.take();
-                if let Some(session) = conn.tls.as_mut() {
+                if let Some(session) = self.sessions.get_mut(token) {
                     match tls::seal(session, out, &mut self.pool) {
                         Ok(sealed) => out = sealed,
                         Err(e) => {

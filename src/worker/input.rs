@@ -41,9 +41,13 @@ impl<A: App> State<A> {
             debug!(error = %e, "TCP_NODELAY failed");
         }
         let mut conn = Conn::new(Connection::new(), self.second);
+        let mut session = None;
         if let Some(tls) = &self.shared.tls {
             match tls.session() {
-                Ok(session) => conn.tls = Some(Box::new(session)),
+                Ok(s) => {
+                    conn.tls = true;
+                    session = Some(s);
+                }
                 Err(e) => {
                     debug!(error = %e, "cannot start a TLS session");
                     let waited_for = self.shared.admission.release(peer, true);
@@ -53,6 +57,9 @@ impl<A: App> State<A> {
             }
         }
         let token = self.conns.insert(conn);
+        if let Some(session) = session {
+            self.sessions.insert(token, session);
+        }
         if let Some(peer) = peer {
             let index = token.index as usize;
             if self.peers.len() <= index {
@@ -96,7 +103,7 @@ impl<A: App> State<A> {
         }
         conn.last_rx = self.second;
         conn.pinged = false;
-        if conn.tls.is_some() {
+        if conn.tls {
             self.on_ciphertext(token, bytes, false);
         } else {
             self.on_plaintext(token, bytes);

@@ -154,6 +154,8 @@ struct State<A> {
     plaintext: Vec<u8>,
     /// The second of the last trim of a quiet turn (`trim.rs`).
     trimmed: Option<u32>,
+    /// Each TLS connection's session, by slab index (empty without TLS; see [`tls::Sessions`]).
+    sessions: tls::Sessions,
 }
 
 /// A worker: its driver and its state.
@@ -208,6 +210,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 handshakes_tls: tls::Handshakes::default(),
                 plaintext: Vec::new(),
                 trimmed: None,
+                sessions: tls::Sessions::default(),
             },
         }
     }
@@ -319,7 +322,7 @@ impl<A: App> State<A> {
                         conn.abort();
                     }
                     let settled = conn.phase == Phase::Open && !conn.paused;
-                    let tls_owed = conn.tls.as_ref().is_some_and(|t| t.pending_len() > 0);
+                    let tls_owed = self.sessions.owes(token);
                     if settled && !tls_owed && (conn.out.is_empty() || conn.held) {
                         // Nothing is owed now: what is left, if anything, is published messages
                         // held for the write delay, flushed when it ends.
@@ -331,6 +334,7 @@ impl<A: App> State<A> {
             }
             Event::Released(token) => {
                 if let Some(conn) = self.conns.remove(token) {
+                    self.sessions.remove(token);
                     if self.admin.remove(token) {
                         return; // outside the limits and the counts
                     }

@@ -13,6 +13,15 @@
 //! connections' input is handled as it comes, so during a storm of new connections each turn
 //! delays them by at most one handshake step.
 //!
+//! # Sessions live in a table, not in boxes
+//!
+//! A session is 1,144 bytes inline (rustls's `UnbufferedServerConnection`, almost all of it). Boxed
+//! per connection, mimalloc rounds it up to its 1,280-byte size class and places it among the
+//! handshake's short-lived allocations; the worker keeps sessions in a [`Sessions`] table instead,
+//! indexed like the connection slab and grown in chunks ([`crate::table::Chunked`]), so an idle
+//! TLS connection's session costs its size. (What rustls allocates for the session, about 2.2 KiB
+//! with TLS 1.3, is out of wsd's hands: `tests/tls_idle_memory.rs` lists and pins it.)
+//!
 //! # Backpressure counts plaintext
 //!
 //! `MAX_BACKPRESSURE`, the read pause and `wsd_queued_bytes` count the WebSocket bytes queued (the
@@ -24,6 +33,7 @@ use tracing::debug;
 
 use crate::app::App;
 use crate::io::{Outgoing, Token};
+use crate::table::Chunked;
 use crate::tls::TlsSession;
 
 use super::conn::mark_dirty;
@@ -36,7 +46,7 @@ impl<A: App> State<A> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let Some(session) = conn.tls.as_mut() else {
+        let Some(session) = self.sessions.get_mut(token) else {
             return;
         };
         let handshaking = session.is_handshaking();
@@ -99,6 +109,54 @@ impl<A: App> State<A> {
                 self.on_ciphertext(token, &mut [], true);
                 return;
             }
+        }
+    }
+}
+
+/// Each TLS connection's session, by connection slab index, with the token it belongs to (a slot
+/// reused by a plain connection, or a late event for a closed one, finds no session).
+#[derive(Default)]
+pub(super) struct Sessions {
+    slots: Chunked<Option<(Token, TlsSession)>>,
+}
+
+// A session slot is per-connection memory (docs/STYLE.md): rustls 0.23.46's connection state
+// (1,144 bytes with wsd's fields) and the owner's token, no padding. A box would have cost a
+// 1,280-byte mimalloc block.
+const _: () = assert!(size_of::<Option<(Token, TlsSession)>>() <= 1152);
+
+impl Sessions {
+    /// Stores `token`'s session (its slot's previous one, if any, is dropped).
+    pub(super) fn insert(&mut self, token: Token, session: TlsSession) {
+        let index = token.index as usize;
+        self.slots.resize_with(index + 1, || None);
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some((token, session));
+        }
+    }
+
+    /// `token`'s session, if it has one.
+    pub(super) fn get_mut(&mut self, token: Token) -> Option<&mut TlsSession> {
+        match self.slots.get_mut(token.index as usize) {
+            Some(Some((owner, session))) if *owner == token => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Whether `token`'s session has records waiting to be sent.
+    pub(super) fn owes(&self, token: Token) -> bool {
+        match self.slots.get(token.index as usize) {
+            Some(Some((owner, session))) if *owner == token => session.pending_len() > 0,
+            _ => false,
+        }
+    }
+
+    /// Drops `token`'s session (the connection is released).
+    pub(super) fn remove(&mut self, token: Token) {
+        if let Some(slot) = self.slots.get_mut(token.index as usize)
+            && slot.as_ref().is_some_and(|(owner, _)| *owner == token)
+        {
+            *slot = None;
         }
     }
 }
