@@ -101,6 +101,10 @@ pub trait Driver {
     fn wake_worker(&mut self, waker: &Waker) {
         waker.wake();
     }
+    /// Gives back memory the driver keeps for bursts and is not using. The worker calls it on a
+    /// quiet turn (one that reported nothing), at most once a second (`worker/trim.rs`), so it
+    /// costs nothing under load. The default keeps everything.
+    fn trim(&mut self) {}
     /// The driver's recovery counters.
     fn counters(&self) -> DriverCounters {
         DriverCounters::default()

@@ -503,6 +503,24 @@ impl Driver for UringDriver {
         self.counters
     }
 
+    /// Gives the receive ring's resident pages back (`BufRing::release_pages`): receives walk the
+    /// whole ring over time, so without this all of it (256 × 32 KiB) stays resident for good.
+    fn trim(&mut self) {
+        // Every byte the kernel wrote into the ring must have been reported first. The ring is
+        // DEFER_TASKRUN: receives copy data and post their completions only inside this thread's
+        // `io_uring_enter`, and `turn` drained every completion it posted. A completion waiting
+        // now (or parked in the overflow list) would mean unread bytes: then wait for a later
+        // quiet turn.
+        if !self.ring.completion().is_empty() || self.ring.submission().cq_overflow() {
+            return;
+        }
+        if let Some(bufs) = self.bufs.as_mut()
+            && let Err(e) = bufs.release_pages()
+        {
+            debug!(error = %e, "could not release the receive ring's pages");
+        }
+    }
+
     fn wake_worker(&mut self, waker: &Waker) {
         let Some(target) = waker
             .ring()

@@ -269,7 +269,7 @@ impl<D: Driver, A: App> Worker<D, A> {
                 stats.publish_delay.observe(start.elapsed());
             }
             if work_start.is_none() {
-                self.state.trim_when_quiet();
+                self.state.trim_when_quiet(&mut self.driver);
             }
             if self.state.drain.is_some() && self.state.conns.is_empty() {
                 self.state.finish_drain();

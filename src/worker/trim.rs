@@ -1,5 +1,6 @@
 //! What a worker gives back when it goes quiet: its pooled output buffers, the `POST /publish`
-//! parse scratch, and the pages the allocator holds freed but still resident (docs/OPERATIONS.md, "Returning memory to the
+//! parse scratch, the driver's idle buffers (io_uring: the receive ring's pages) and the pages
+//! the allocator holds freed but still resident (docs/OPERATIONS.md, "Returning memory to the
 //! system").
 //!
 //! A quiet turn is one in which the driver reported nothing (the loop woke for a deadline or
@@ -7,6 +8,7 @@
 //! whose clients went trims within a second or two.
 
 use crate::app::App;
+use crate::io::Driver;
 
 use super::State;
 
@@ -18,7 +20,7 @@ const NUDGE_BYTES: usize = 1 << 20;
 impl<A: App> State<A> {
     /// Called after a turn in which the driver reported nothing; does its work at most once per
     /// second.
-    pub(super) fn trim_when_quiet(&mut self) {
+    pub(super) fn trim_when_quiet<D: Driver>(&mut self, driver: &mut D) {
         if self.trimmed == Some(self.second) {
             return;
         }
@@ -30,6 +32,9 @@ impl<A: App> State<A> {
         }
         // The `POST /publish` parse scratch, grown by the largest body this worker parsed.
         self.routes.trim();
+        // io_uring: the receive ring's touched pages (one `madvise`, only if anything was
+        // received since the last trim).
+        driver.trim();
         nudge_allocator();
     }
 }

@@ -10,8 +10,15 @@
 //! head, and the next receive continues in the same buffer. Buffers can then be large, so a 16 KiB
 //! message arrives in one completion and one contiguous slice, while a 20-byte message still
 //! uses 20 bytes of the pool.
+//!
+//! Resident memory: the buffers are one anonymous mapping of their own, and a page of it becomes
+//! resident only when the kernel first receives into it. Over time receives walk the whole ring
+//! (the kernel takes buffers in ring order, and a recycled buffer goes to the back), so after
+//! `entries × buf_size` bytes received all of it is resident. [`BufRing::release_pages`] gives
+//! those pages back (`MADV_DONTNEED`); wsd calls it on a quiet worker turn, at most once a second
+//! (`worker/trim.rs`), so an idle server keeps none of its ring resident.
 
-use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
+use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -27,8 +34,9 @@ const IOU_PBUF_RING_INC: u16 = 2;
 pub struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_layout: Layout,
+    /// `entries * buf_size` bytes, page-aligned: an anonymous mapping of its own (`mmap`).
     bufs: NonNull<u8>,
-    bufs_layout: Layout,
+    bufs_len: usize,
     entries: u16,
     buf_size: u32,
     /// Our copy of the tail; the kernel sees it only after [`BufRing::publish`].
@@ -38,6 +46,8 @@ pub struct BufRing {
     incremental: bool,
     /// Incremental mode: how far into each buffer the kernel has filled so far.
     consumed: Vec<u32>,
+    /// The kernel has received into the buffers since the last [`BufRing::release_pages`].
+    touched: bool,
 }
 
 impl BufRing {
@@ -54,29 +64,47 @@ impl BufRing {
         let ring_layout =
             Layout::from_size_align(usize::from(entries) * size_of::<BufRingEntry>(), PAGE)
                 .map_err(invalid)?;
-        let bufs_layout = Layout::from_size_align(usize::from(entries) * buf_size as usize, PAGE)
-            .map_err(invalid)?;
-        // SAFETY: both layouts have a non-zero size (entries >= 1, buf_size >= 1).
-        let ring = NonNull::new(unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>());
-        // SAFETY: as above.
-        let bufs = NonNull::new(unsafe { alloc(bufs_layout) });
-        let (Some(ring), Some(bufs)) = (ring, bufs) else {
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "buffer ring allocation failed",
-            ));
+        let bufs_len = usize::from(entries)
+            .checked_mul(buf_size as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large"))?;
+        // SAFETY: the layout has a non-zero size (entries >= 1).
+        let ring = NonNull::new(unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::OutOfMemory, "buffer ring allocation failed")
+            })?;
+        // SAFETY: a fresh private anonymous mapping (no address hint, no descriptor) overlaps no
+        // memory of this process; its length is non-zero.
+        let mapped = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bufs_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        let bufs = (mapped != libc::MAP_FAILED)
+            .then(|| NonNull::new(mapped.cast::<u8>()))
+            .flatten();
+        let Some(bufs) = bufs else {
+            let err = io::Error::last_os_error();
+            // SAFETY: `ring` came from `alloc_zeroed` with this layout and is not used again.
+            unsafe { dealloc(ring.as_ptr().cast(), ring_layout) };
+            return Err(err);
         };
         let mut this = BufRing {
             ring,
             ring_layout,
             bufs,
-            bufs_layout,
+            bufs_len,
             entries,
             buf_size,
             tail: 0,
             published: 0,
             incremental: false,
             consumed: vec![0; usize::from(entries)],
+            touched: false,
         };
         for bid in 0..entries {
             this.recycle(bid);
@@ -137,6 +165,7 @@ impl BufRing {
         };
         let start = start.min(self.buf_size as usize);
         let len = len.min(self.buf_size as usize - start);
+        self.touched |= len > 0;
         *consumed = if self.incremental && more {
             (start + len) as u32
         } else {
@@ -144,7 +173,7 @@ impl BufRing {
         };
         let offset = usize::from(bid) * self.buf_size as usize + start;
         // SAFETY: `start + len <= buf_size`, so the range lies inside buffer `bid` of the
-        // `entries * buf_size` allocation. The kernel handed exactly these bytes to this
+        // `entries * buf_size` mapping. The kernel handed exactly these bytes to this
         // completion and never writes them again: it either moves on past them in the same
         // buffer (incremental mode) or leaves the buffer alone until `recycle(bid)` and
         // `publish()`. `&mut self` keeps this the only reference meanwhile.
@@ -160,7 +189,7 @@ impl BufRing {
         // SAFETY: `slot < entries`, so the entry is inside the ring allocation. The kernel reads
         // entries only up to the published tail, and this slot lies past it until `publish`.
         let entry = unsafe { &mut *self.ring.as_ptr().add(slot) };
-        // SAFETY: `bid < entries`, so the offset is inside the buffer allocation.
+        // SAFETY: `bid < entries`, so the offset is inside the buffers' mapping.
         let addr = unsafe {
             self.bufs
                 .as_ptr()
@@ -185,16 +214,58 @@ impl BufRing {
         tail.store(self.tail, Ordering::Release);
         self.published = self.tail;
     }
+
+    /// Gives the buffers' resident pages back to the kernel (`madvise(MADV_DONTNEED)` over the
+    /// whole mapping) if anything was received since the last call; returns whether it did. The
+    /// mapping stays: the next receive into a released page faults in a fresh zero page.
+    ///
+    /// What this discards is the content of every buffer, so call it only when no byte there is
+    /// still to be read:
+    ///
+    /// - Userspace: `&mut self` means no slice from [`BufRing::filled`] is alive, and `filled`
+    ///   hands out only bytes the kernel has just written (never earlier bytes of a partly
+    ///   consumed buffer), so nothing already reported is read again.
+    /// - The kernel: every receive completion must have been reaped and its bytes taken with
+    ///   `filled`, and no receive may be writing into the buffers meanwhile. Bytes received
+    ///   but not yet reported would read back as zeros. wsd's rings are `DEFER_TASKRUN`, so
+    ///   receives copy data (and post their completions) only inside the worker thread's own
+    ///   `io_uring_enter`: between turns, with the completion queue drained, nothing is pending.
+    ///
+    /// Cost: one syscall, which unmaps the resident pages (about a microsecond per 100 pages),
+    /// then one page fault per page as receives touch them again.
+    pub fn release_pages(&mut self) -> io::Result<bool> {
+        if !self.touched {
+            return Ok(false);
+        }
+        // SAFETY: the range is exactly the anonymous private mapping made in `new`, page-aligned,
+        // owned by `self` and not freed before `drop`. No reference into it is alive (`&mut self`
+        // borrows every slice `filled` hands out). MADV_DONTNEED only replaces its pages' content
+        // by zeros on their next touch; the kernel, which may write there during a later receive,
+        // faults the page in again as any user-memory write does.
+        let rc = unsafe {
+            libc::madvise(
+                self.bufs.as_ptr().cast(),
+                self.bufs_len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.touched = false;
+        Ok(true)
+    }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: both pointers came from `alloc`/`alloc_zeroed` with exactly these layouts, and the
-        // owner guarantees the kernel no longer uses them (`register`'s contract: it leaks the ring
-        // instead of dropping it while a receive may be in flight).
+        // SAFETY: the ring came from `alloc_zeroed` with exactly this layout and the buffers are
+        // the mapping made in `new` with this length; the owner guarantees the kernel no longer
+        // uses them (`register`'s contract: it leaks the ring instead of dropping it while a
+        // receive may be in flight).
         unsafe {
             dealloc(self.ring.as_ptr().cast(), self.ring_layout);
-            dealloc(self.bufs.as_ptr(), self.bufs_layout);
+            libc::munmap(self.bufs.as_ptr().cast(), self.bufs_len);
         }
     }
 }
@@ -208,6 +279,112 @@ mod tests {
     use io_uring::{IoUring, cqueue, opcode, types};
 
     use super::BufRing;
+
+    /// How many pages of the buffers' mapping are resident (`mincore`).
+    fn resident_pages(bufs: &BufRing) -> usize {
+        let mut vec = vec![0u8; bufs.bufs_len.div_ceil(super::PAGE)];
+        // SAFETY: the range is the buffers' page-aligned mapping, and `vec` has one byte per page
+        // of it, as `mincore` writes.
+        let rc =
+            unsafe { libc::mincore(bufs.bufs.as_ptr().cast(), bufs.bufs_len, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    /// Receives what `peer` sends (`len` bytes) through `bufs`, recycling finished buffers.
+    fn receive(ring: &mut IoUring, bufs: &mut BufRing, len: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < len {
+            ring.submit_and_wait(1).expect("io_uring_enter");
+            let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
+            for (res, flags) in cqes {
+                assert!(res > 0, "receive failed: {res}");
+                assert!(cqueue::more(flags), "the multishot receive ended early");
+                let bid = cqueue::buffer_select(flags).expect("a buffer");
+                let more = bufs.is_incremental() && cqueue::buffer_more(flags);
+                got.extend_from_slice(bufs.filled(bid, res as usize, more));
+                if !more {
+                    bufs.recycle(bid);
+                }
+            }
+            bufs.publish();
+        }
+        got
+    }
+
+    /// Received bytes leave pages resident; `release_pages` gives every one back, and receives
+    /// after it, also into the buffer the kernel was partway through, deliver the right bytes.
+    #[test]
+    fn released_pages_stop_being_resident_and_receives_go_on() {
+        let mut ring = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(8)
+        {
+            Ok(ring) => ring,
+            Err(e) => {
+                eprintln!("note: io_uring unavailable ({e}); skipping");
+                return;
+            }
+        };
+        let mut bufs = BufRing::new(8, 8192).expect("ring");
+        // SAFETY: the receive below ends (end of stream, reaped) before the ring is dropped, and
+        // `ring` is dropped before `bufs`.
+        if let Err(e) = unsafe { bufs.register(&ring.submitter(), 3) } {
+            eprintln!("note: provided-buffer rings unavailable ({e}); skipping");
+            return;
+        }
+        assert_eq!(resident_pages(&bufs), 0, "untouched buffers are resident");
+        assert!(
+            !bufs.release_pages().expect("madvise"),
+            "nothing to release yet"
+        );
+        let (mut peer, local) = UnixStream::pair().expect("socketpair");
+        let sqe = opcode::RecvMulti::new(types::Fd(local.as_raw_fd()), 3)
+            .build()
+            .user_data(1);
+        // SAFETY: the receive writes only into the registered ring, which outlives it (above).
+        unsafe { ring.submission().push(&sqe) }.expect("submission queue has room");
+        // Three and a half buffers' worth, in pieces, so one buffer is left partly filled.
+        let sent: Vec<u8> = (0..3 * 8192 + 4000).map(|i| (i % 251) as u8).collect();
+        for chunk in sent.chunks(3000) {
+            peer.write_all(chunk).expect("write");
+            assert_eq!(receive(&mut ring, &mut bufs, chunk.len()), chunk);
+        }
+        let touched = resident_pages(&bufs);
+        assert!(
+            touched >= 7,
+            "only {touched} pages resident after {} bytes",
+            sent.len()
+        );
+        assert!(
+            bufs.release_pages().expect("madvise"),
+            "touched buffers not released"
+        );
+        assert_eq!(
+            resident_pages(&bufs),
+            0,
+            "pages stayed resident after release"
+        );
+        assert!(!bufs.release_pages().expect("madvise"), "released twice");
+        // Receiving goes on where it was, in the released pages.
+        let more: Vec<u8> = (0..20_000).map(|i| (i % 241) as u8 ^ 0x5a).collect();
+        for chunk in more.chunks(1000) {
+            peer.write_all(chunk).expect("write");
+            assert_eq!(receive(&mut ring, &mut bufs, chunk.len()), chunk);
+        }
+        assert!(resident_pages(&bufs) > 0);
+        drop(peer);
+        let mut ended = false;
+        while !ended {
+            ring.submit_and_wait(1).expect("io_uring_enter");
+            for c in ring.completion() {
+                assert_eq!(c.result(), 0, "end of stream expected");
+                ended = !cqueue::more(c.flags());
+            }
+        }
+        drop(ring);
+    }
 
     #[test]
     fn rejects_bad_sizes() {
