@@ -8,14 +8,15 @@
 #   A, B          the two binaries (A is reported first; e.g. A = this tree, B = its base)
 #   REPS=3 DURATION=5 WARMUP=1 SERVER_CPU=0 LOAD_CPU=1 OUT=DIR (raw JSON and server logs)
 #   SUBS=1000     subscribers in the fan-out scenario (1: every delivery is one PUBLISH's turn)
+#   SIZE=20       payload bytes of the echo scenario (16384: compare.sh's `echo:100x16384`)
 #   Ports 9101 (A) and 9102 (B), so it can run beside loadtest/compare.sh (9001-9009).
-# Scenarios: echo 100 connections x 20 B ping-pong; fan-out 1 publisher -> 1000 subscribers of one
+# Scenarios: echo 100 connections x $SIZE B ping-pong; fan-out 1 publisher -> 1000 subscribers of one
 # topic, window 32 (compare.sh's `echo:100x20` and `fanout`).
 set -u
 LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LG="$LT_DIR/../target/release/wsd-loadtest"
 : "${A:?A=path to the first wsd binary}" "${B:?B=path to the second wsd binary}"
-REPS=${REPS:-3} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SUBS=${SUBS:-1000}
+REPS=${REPS:-3} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SUBS=${SUBS:-1000} SIZE=${SIZE:-20}
 SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
 OUT=${OUT:-$(mktemp -d /tmp/ab.XXXXXX)}
 mkdir -p "$OUT"
@@ -37,7 +38,7 @@ for rep in $(seq "$REPS"); do
       json="$OUT/$v-$scen-$rep.json"
       url="ws://127.0.0.1:${PORT[$v]}/ws"
       if [ "$scen" = echo ]; then
-        taskset -c "$LOAD_CPU" "$LG" echo --url "$url" --connections 100 --size 20 --duration "$DURATION" \
+        taskset -c "$LOAD_CPU" "$LG" echo --url "$url" --connections 100 --size "$SIZE" --duration "$DURATION" \
           --warmup "$WARMUP" --server-pid "$pid" --json >"$json" 2>"$OUT/$v-$scen-$rep.err"
         rc=$?
         op=$(jnum server_cpu_us_per_msg "$json") rate=$(jnum msg_per_s "$json")

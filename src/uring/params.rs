@@ -9,6 +9,13 @@ pub(super) const BGID: u16 = 0;
 const RECV_BUFFERS: u16 = 256;
 /// Bytes per receive buffer: 256 × 32 KiB = 8 MiB per worker. Large enough that a 16 KiB
 /// message usually arrives in one completion (zero-copy path).
+///
+/// This is address space, not resident memory, until the kernel receives into it: a page becomes
+/// resident at its first receive. Receives walk the ring in order, so under load (after 8 MiB
+/// received) all of it is resident; a quiet worker gives the pages back at most once a second
+/// (`BufRing::release_pages` from `UringDriver::trim`), so an idle server keeps none of it.
+/// RSS under sustained load is bounded by the ring's total size (BENCHMARKS.md, "io_uring
+/// receive ring: resident memory").
 const RECV_BUF_SIZE: u32 = 32 * 1024;
 /// Submission queue entries.
 const SQ_ENTRIES: u32 = 1024;
