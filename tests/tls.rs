@@ -271,10 +271,28 @@ fn openssl_sees_tls13_tls12_alpn_and_no_weak_protocol_or_suite() {
             text.contains("ALPN protocol: http/1.1"),
             "[{backend}] {text}"
         );
+        // The server's preference wins over OpenSSL's (AES-256 first): AES-128-GCM.
         assert!(
-            text.contains("ECDHE-ECDSA-AES256-GCM-SHA384"),
+            text.contains("ECDHE-ECDSA-AES128-GCM-SHA256"),
             "[{backend}] {text}"
         );
+        let (ok, text) = s_client(addr, &["-tls1_3"]);
+        assert!(ok, "[{backend}] TLS 1.3: {text}");
+        assert!(
+            text.contains("TLS_AES_128_GCM_SHA256"),
+            "[{backend}] {text}"
+        );
+        // Every other suite is still accepted from a client that offers only it.
+        for (version, flag, suite) in [
+            ("-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"),
+            ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"),
+            ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+            ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+        ] {
+            let (ok, text) = s_client(addr, &[version, flag, suite]);
+            assert!(ok, "[{backend}] {suite}: {text}");
+            assert!(text.contains(suite), "[{backend}] {suite}: {text}");
+        }
         // No ALPN at all is served (curl and old clients).
         let (ok, text) = s_client(addr, &["-tls1_3"]);
         assert!(ok, "[{backend}] no ALPN: {text}");

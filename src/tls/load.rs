@@ -166,6 +166,8 @@ impl Tls {
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The server's order of suites wins ([`by_preference`]: AES-128-GCM first).
+        config.ignore_client_order = true;
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Invalid {
             var: "SSL_CERT",
             path: cert.clone(),
@@ -216,9 +218,36 @@ impl Tls {
     }
 }
 
-/// The crypto provider (ring: the module documentation says why).
+/// The crypto provider (ring: the module documentation says why), with its suites in the
+/// server's order of preference: AES-128-GCM first (see [`by_preference`]).
 fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(by_preference);
+    provider
+}
+
+/// Where a suite stands in the server's preference (lower first): AES-128-GCM, then
+/// AES-256-GCM, then ChaCha20-Poly1305 (rustls picks the version first and looks only at its
+/// suites; the sort is stable, so ECDSA stays ahead of RSA).
+///
+/// AES-128 runs 10 AES rounds per block where AES-256 runs 14; at 16 KiB messages the record
+/// layer is most of what TLS costs per message (BENCHMARKS.md, "TLS: the cipher suite and the
+/// receive copy"), and ring's AES-128-GCM seals and opens a 16 KiB record in FIGURE_CRYPTO. rustls's order (and that of OpenSSL's and rustls's
+/// clients, whose order wins by default) puts AES-256 first; browsers already put AES-128 first.
+/// Go's crypto/tls makes the same choice. The cost: a client without AES hardware that lists
+/// ChaCha20 first gets AES-128 anyway (Go honours that hint; rustls has no hook for it). Every
+/// suite stays accepted: a client that offers only AES-256 or only ChaCha20 gets it.
+fn by_preference(suite: &rustls::SupportedCipherSuite) -> u8 {
+    use rustls::CipherSuite as S;
+    match suite.suite() {
+        S::TLS13_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        S::TLS13_AES_256_GCM_SHA384
+        | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    }
 }
 
 /// Hands every handshake the current certificate.
