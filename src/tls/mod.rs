@@ -21,7 +21,8 @@
 //! # What the server offers
 //!
 //! TLS 1.3 and 1.2 only; ring's default suites, all AEAD with ephemeral ECDHE (AES-GCM and
-//! ChaCha20-Poly1305; no CBC, no RSA key exchange, no SHA-1 MAC); ALPN `http/1.1` (a client
+//! ChaCha20-Poly1305; no CBC, no RSA key exchange, no SHA-1 MAC), chosen in the server's order:
+//! AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 (`load.rs` says why); ALPN `http/1.1` (a client
 //! offering only other protocols is refused with `no_application_protocol`, one offering none is
 //! served); resumption with stateless tickets (TLS 1.3 and 1.2) from a key made at start and
 //! rotated every 6 hours; no renegotiation (rustls has none) and no 0-RTT data.
