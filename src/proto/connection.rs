@@ -14,7 +14,6 @@ use super::decoder::{Decoder, Event, Next, Oversized};
 use super::deflate::{Codec, Compression, InflateError, Window};
 use super::frame::{Message, MessageKind, Opcode, ProtocolError, write_frame};
 use super::handshake::{self, HttpRequest, Outcome};
-use super::unmask_copy::{Cursor, UnmaskingCopy};
 use super::utf8;
 
 /// Per-server limits, shared by all connections (passed in on every call, not stored per connection).
@@ -183,44 +182,6 @@ impl Connection {
         }
     }
 
-    /// A copy of the next input with its payloads unmasked on the way, for input the caller may
-    /// not change in place (TLS records): [`UnmaskingCopy::push`] each piece into a buffer, then
-    /// hand that buffer and the copy to [`Connection::handle_copied`]. In the handshake phase the
-    /// copy is verbatim.
-    pub fn unmasking_copy(&self) -> UnmaskingCopy {
-        match &self.state {
-            State::Open(decoder) => decoder.unmasking_copy(),
-            State::Handshaking(..) | State::Closed => UnmaskingCopy::new(Cursor::Verbatim),
-        }
-    }
-
-    /// As [`Connection::handle_bytes`], for `input` made by `copy`, which must come from
-    /// [`Connection::unmasking_copy`] of this connection since its last input: the same
-    /// outcome, byte for byte, as `handle_bytes` on the original input.
-    pub fn handle_copied<H: Handler>(
-        &mut self,
-        copy: &UnmaskingCopy,
-        input: &mut [u8],
-        limits: &Limits,
-        codec: &mut Codec,
-        out: &mut Vec<u8>,
-        handler: &mut H,
-    ) -> Status {
-        if !copy.unmasks() {
-            return self.handle_bytes(input, limits, codec, out, handler);
-        }
-        let mut io = Io { limits, codec, out };
-        match &mut self.state {
-            State::Open(decoder) => {
-                let status = feed(decoder, input, Unmask::Done, &mut io, handler);
-                self.finish(status)
-            }
-            // A copy that unmasks is made only in the open state, which is never left for the
-            // handshake phase; closed takes no more input.
-            State::Handshaking(..) | State::Closed => self.finish(Status::Done),
-        }
-    }
-
     /// Feed received bytes; bytes owed to the peer are appended to `out`.
     ///
     /// `input` is unmasked in place. `codec` is the worker's compression state, used only by
@@ -238,7 +199,7 @@ impl Connection {
         match &mut self.state {
             State::Closed => Status::Done,
             State::Open(decoder) => {
-                let status = feed(decoder, input, Unmask::InPlace, &mut io, handler);
+                let status = feed(decoder, input, &mut io, handler);
                 self.finish(status)
             }
             State::Handshaking(buf, need) if buf.is_empty() => {
@@ -321,7 +282,7 @@ impl Connection {
         let start = io.out.len();
         handler.opened(io.out);
         io.compress_replies(&decoder, start);
-        let status = feed(&mut decoder, rest, Unmask::InPlace, io, handler);
+        let status = feed(&mut decoder, rest, io, handler);
         self.state = State::Open(decoder);
         self.finish(status)
     }
@@ -353,20 +314,10 @@ impl Io<'_> {
     }
 }
 
-/// Whether the input's payloads are still masked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unmask {
-    /// Masked: the decoder unmasks them in place.
-    InPlace,
-    /// Unmasked already, while copied ([`UnmaskingCopy`]).
-    Done,
-}
-
 /// Runs the decoder over `input` and answers its events.
 fn feed<H: Handler>(
     decoder: &mut Decoder,
     input: &mut [u8],
-    unmask: Unmask,
     io: &mut Io<'_>,
     handler: &mut H,
 ) -> Status {
@@ -388,7 +339,7 @@ fn feed<H: Handler>(
     let coalesce = handler.coalesce_pongs();
     // Where the last pong written by this input starts and ends (when coalescing).
     let mut last_pong: Option<(usize, usize)> = None;
-    let on_event = |event: Event<'_>| {
+    let _ = decoder.feed(input, limits.max_payload, limits.oversized, |event| {
         let closing = status == Status::Closing;
         if !matches!(event, Event::Ping(_)) {
             last_pong = None;
@@ -479,13 +430,7 @@ fn feed<H: Handler>(
                 Next::Closing
             }
         }
-    };
-    let _ = match unmask {
-        Unmask::InPlace => decoder.feed(input, limits.max_payload, limits.oversized, on_event),
-        Unmask::Done => {
-            decoder.feed_unmasked(input, limits.max_payload, limits.oversized, on_event)
-        }
-    };
+    });
     status
 }
 

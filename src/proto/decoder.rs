@@ -4,8 +4,7 @@
 //! [`Event`]s to a callback as soon as they are complete:
 //!
 //! - A header cut by the end of a chunk waits in a 13-byte spill.
-//! - Payloads are unmasked in place, in the caller's buffer ([`Decoder::feed`]), or were unmasked
-//!   while the caller copied them ([`Decoder::feed_unmasked`], [`super::unmask_copy`]).
+//! - Payloads are unmasked in place, in the caller's buffer.
 //! - A complete, unfragmented data frame that lies entirely in the current chunk is handed over as a
 //!   slice of that chunk: no allocation, no copy. Only a message cut by a chunk boundary or sent in
 //!   fragments is copied, into a per-connection `Vec` that is emptied again when the message is done
@@ -39,7 +38,6 @@ use super::frame::{
     ProtocolError, decode_header,
 };
 use super::mask::apply_mask;
-use super::unmask_copy::{Cursor, UnmaskingCopy};
 use super::utf8::{self, Utf8Stream};
 
 /// Buffers that grew beyond this are freed when their message is done, not kept for the next one.
@@ -236,60 +234,6 @@ impl Decoder {
         input: &mut [u8],
         max_payload: usize,
         oversized: Oversized,
-        on_event: F,
-    ) -> ControlFlow<()>
-    where
-        F: FnMut(Event<'_>) -> Next,
-    {
-        self.decode(input, true, max_payload, oversized, on_event)
-    }
-
-    /// As [`Decoder::feed`], for input whose payloads are already unmasked: a copy made by
-    /// [`Decoder::unmasking_copy`] at the decoder's current position. `input` is not changed.
-    pub fn feed_unmasked<F>(
-        &mut self,
-        input: &mut [u8],
-        max_payload: usize,
-        oversized: Oversized,
-        on_event: F,
-    ) -> ControlFlow<()>
-    where
-        F: FnMut(Event<'_>) -> Next,
-    {
-        self.decode(input, false, max_payload, oversized, on_event)
-    }
-
-    /// Where the frame stream stands, for copying the next input with its payloads unmasked
-    /// ([`super::unmask_copy`]).
-    pub fn unmasking_copy(&self) -> UnmaskingCopy {
-        let cursor = match self.phase {
-            Phase::Lost => Cursor::Lost,
-            Phase::Header => {
-                let have = self.short_len;
-                let mut head = [0; MAX_HEADER];
-                if let (Some(dst), Some(src)) = (
-                    head.get_mut(..usize::from(have)),
-                    self.spill.get(..usize::from(have)),
-                ) {
-                    dst.copy_from_slice(src);
-                }
-                Cursor::Header { head, have }
-            }
-            _ => Cursor::Payload {
-                remaining: self.remaining,
-                key: self.spill.first_chunk::<4>().copied().unwrap_or_default(),
-            },
-        };
-        UnmaskingCopy::new(cursor)
-    }
-
-    /// [`Decoder::feed`] (`masked`: unmasking in place) or [`Decoder::feed_unmasked`].
-    fn decode<F>(
-        &mut self,
-        input: &mut [u8],
-        masked: bool,
-        max_payload: usize,
-        oversized: Oversized,
         mut on_event: F,
     ) -> ControlFlow<()>
     where
@@ -342,10 +286,7 @@ impl Decoder {
             if self.phase != Phase::Skip
                 && let Some(key) = self.spill.first_chunk_mut::<4>()
             {
-                if masked {
-                    apply_mask(chunk, *key, 0);
-                }
-                // Kept in step either way: the next input may be copied from this position.
+                apply_mask(chunk, *key, 0);
                 key.rotate_left(take % 4);
             }
             let next = match self.phase {

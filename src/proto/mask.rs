@@ -1,4 +1,4 @@
-//! Client-to-server payload masking (RFC 6455 §5.3), applied in place ([`apply_mask`]) or while
-//! copying ([`unmask_extend`]); both live in `wsd-wire`, shared with the load generator.
+//! Client-to-server payload masking (RFC 6455 §5.3), applied in place: [`apply_mask`] lives in
+//! `wsd-wire`, shared with the load generator.
 
-pub use wsd_wire::mask::{apply_mask, unmask_extend};
+pub use wsd_wire::mask::apply_mask;

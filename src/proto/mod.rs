@@ -15,7 +15,6 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod mask;
-pub mod unmask_copy;
 pub mod utf8;
 
 pub use close::CloseCode;

@@ -5,11 +5,9 @@
 //! - **Receive** ([`TlsSession::receive`]): rustls decrypts the records in place in the slice it
 //!   is given, which is the driver's receive buffer whenever no partial record is waiting; only
 //!   the tail of a record cut by the read is copied (into [`TlsSession`]'s `incoming`, freed as
-//!   soon as the record completes). rustls 0.23 then copies each record's plaintext into a `Vec`
-//!   of its own and lends it as `&[u8]`; [`TlsSession::receive_with`] hands those to the caller,
-//!   which copies them into a buffer it owns (one per worker), unmasking the WebSocket payloads
-//!   on the way ([`crate::proto::unmask_copy`]): the protocol core needs them unmasked and
-//!   contiguous, so this one copy is forced by the API.
+//!   soon as the record completes). The plaintext is appended to a buffer the caller owns (one
+//!   per worker): rustls 0.23 hands records out as `&[u8]`, and the protocol core unmasks in
+//!   place, so this one copy is forced by the API.
 //! - **Send** ([`TlsSession::encrypt`]): each plaintext slice is encrypted straight into the
 //!   caller's send buffer. The buffered API would encrypt into a `Vec` of its own per record and
 //!   copy that out again (`write_tls`), and keep a 4 KiB read buffer per connection even when
@@ -100,19 +98,6 @@ impl TlsSession {
         ciphertext: &mut [u8],
         plaintext: &mut Vec<u8>,
     ) -> Result<Received, rustls::Error> {
-        self.receive_with(ciphertext, |record| plaintext.extend_from_slice(record))
-    }
-
-    /// As [`TlsSession::receive`], handing each record's plaintext to `sink` in order (as
-    /// rustls lends it: borrowed, for the call only), for a caller that copies it its own way
-    /// (the worker unmasks WebSocket payloads while copying:
-    /// [`crate::proto::unmask_copy`]).
-    pub fn receive_with(
-        &mut self,
-        ciphertext: &mut [u8],
-        mut sink: impl FnMut(&[u8]),
-    ) -> Result<Received, rustls::Error> {
-        let plaintext = &mut sink;
         if self.failed {
             return Err(dead());
         }
@@ -359,12 +344,12 @@ fn too_much() -> rustls::Error {
     ))
 }
 
-/// Runs the session over `buf` until it needs more input: plaintext to the `plaintext` sink, records to
+/// Runs the session over `buf` until it needs more input: plaintext to `plaintext`, records to
 /// send to `pending`. Returns how many bytes of `buf` were used up, and whether it failed.
 fn process(
     conn: &mut UnbufferedServerConnection,
     buf: &mut [u8],
-    plaintext: &mut impl FnMut(&[u8]),
+    plaintext: &mut Vec<u8>,
     pending: &mut Vec<u8>,
     peer_closed: &mut bool,
 ) -> (usize, Result<(), rustls::Error>) {
@@ -379,7 +364,7 @@ fn process(
             Ok(ConnectionState::ReadTraffic(mut records)) => {
                 while let Some(record) = records.next_record() {
                     match record {
-                        Ok(record) => plaintext(record.payload),
+                        Ok(record) => plaintext.extend_from_slice(record.payload),
                         Err(e) => {
                             failed = Some(e);
                             break;

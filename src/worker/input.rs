@@ -14,7 +14,6 @@ use crate::http::{self, Routes};
 use crate::io::Token;
 use crate::metrics::{RejectReason, WorkerStats, add, bump};
 use crate::proto::connection::AppClose;
-use crate::proto::unmask_copy::UnmaskingCopy;
 use crate::proto::{
     CloseCode, Connection, Handler, HttpRequest, Message, MessageKind, UpgradeDecision,
 };
@@ -107,18 +106,12 @@ impl<A: App> State<A> {
         if conn.tls {
             self.on_ciphertext(token, bytes, false);
         } else {
-            self.on_plaintext(token, bytes, None);
+            self.on_plaintext(token, bytes);
         }
     }
 
-    /// Plaintext input (from the socket, or from the TLS session): to the protocol core. `copy`:
-    /// the input is a copy made by it (TLS), with its payloads unmasked.
-    pub(super) fn on_plaintext(
-        &mut self,
-        token: Token,
-        bytes: &mut [u8],
-        copy: Option<&UnmaskingCopy>,
-    ) {
+    /// Plaintext input (from the socket, or from the TLS session): to the protocol core.
+    pub(super) fn on_plaintext(&mut self, token: Token, bytes: &mut [u8]) {
         let stats = &self.shared.workers[self.id];
         let Some(conn) = self.conns.get_mut(token) else {
             return;
@@ -142,23 +135,13 @@ impl<A: App> State<A> {
             messages_out: 0,
             over_read_pause: conn.backlog() > READ_PAUSE_BYTES,
         };
-        let status = match copy {
-            None => conn.proto.handle_bytes(
-                bytes,
-                &self.limits,
-                &mut self.codec,
-                conn.out.tail(),
-                &mut handler,
-            ),
-            Some(copy) => conn.proto.handle_copied(
-                copy,
-                bytes,
-                &self.limits,
-                &mut self.codec,
-                conn.out.tail(),
-                &mut handler,
-            ),
-        };
+        let status = conn.proto.handle_bytes(
+            bytes,
+            &self.limits,
+            &mut self.codec,
+            conn.out.tail(),
+            &mut handler,
+        );
         let (messages_in, messages_out) = (handler.messages_in, handler.messages_out);
         if messages_in > 0 {
             add(&stats.messages_in, messages_in);

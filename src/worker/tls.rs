@@ -1,6 +1,5 @@
 //! The worker's side of TLS ([`crate::tls`]): ciphertext from the driver goes through the
-//! connection's session and the plaintext to the protocol core (copied out of rustls's records
-//! with the WebSocket payloads unmasked on the way, [`crate::proto::unmask_copy`]); on send, the out-queue's
+//! connection's session and the plaintext to the protocol core; on send, the out-queue's
 //! plaintext is encrypted into one buffer for the driver. Plain connections never get here (their
 //! `Conn::tls` is `None`: one branch).
 //!
@@ -67,10 +66,7 @@ impl<A: App> State<A> {
         }
         let mut plain = std::mem::take(&mut self.plaintext);
         plain.clear();
-        // The records' plaintext is copied with the payloads unmasked on the way (one pass
-        // instead of a copy and an unmasking in place).
-        let mut copy = conn.proto.unmasking_copy();
-        let received = session.receive_with(bytes, |record| copy.push(record, &mut plain));
+        let received = session.receive(bytes, &mut plain);
         let owes = session.pending_len() > 0;
         if handshaking && !session.is_handshaking() {
             debug!(
@@ -92,7 +88,7 @@ impl<A: App> State<A> {
                     mark_dirty(&mut self.dirty, conn, token);
                 }
                 if !plain.is_empty() {
-                    self.on_plaintext(token, &mut plain, Some(&copy));
+                    self.on_plaintext(token, &mut plain);
                 }
                 if received.peer_closed
                     && let Some(conn) = self.conns.get_mut(token)

@@ -25,54 +25,9 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Appends `src` to `dst` unmasked with `key`, where `src[0]` is byte number `offset` of the frame
-/// payload: the same bytes as `extend_from_slice` then [`apply_mask`] on what was appended, in one
-/// pass over `src` (for input the caller may not change in place, such as TLS records lent by
-/// rustls).
-#[inline]
-pub fn unmask_extend(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
-    let mut k = key;
-    k.rotate_left(offset % 4);
-    let word = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
-    let start = dst.len();
-    // Zeroing first is the price of staying safe; it runs over memory the XOR below writes
-    // again at once, while it is in L1.
-    dst.resize(start + src.len(), 0);
-    let Some(out) = dst.get_mut(start..) else {
-        return;
-    };
-    let (out_words, out_tail) = out.as_chunks_mut::<8>();
-    let (src_words, src_tail) = src.as_chunks::<8>();
-    for (o, s) in out_words.iter_mut().zip(src_words) {
-        *o = (u64::from_ne_bytes(*s) ^ word).to_ne_bytes();
-    }
-    for ((o, s), m) in out_tail.iter_mut().zip(src_tail).zip(k.iter().cycle()) {
-        *o = s ^ m;
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{apply_mask, unmask_extend};
-
-    #[test]
-    fn unmask_extend_matches_copy_then_apply_mask() {
-        let key = [0x37, 0xfa, 0x21, 0x3d];
-        for len in 0..=70 {
-            for offset in 0..4 {
-                for start in 0..9 {
-                    let src = pattern(start + len);
-                    let src = &src[start..];
-                    let mut expected = b"head".to_vec();
-                    expected.extend_from_slice(src);
-                    apply_mask(&mut expected[4..], key, offset);
-                    let mut got = b"head".to_vec();
-                    unmask_extend(&mut got, src, key, offset);
-                    assert_eq!(got, expected, "len {len} offset {offset} start {start}");
-                }
-            }
-        }
-    }
+    use super::apply_mask;
 
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
         for (i, b) in buf.iter_mut().enumerate() {
