@@ -5,15 +5,14 @@
 //!
 //! - `aead seal`/`aead open`: ring's AEAD alone over one 16 KiB record in place, the floor no TLS
 //!   stack goes under.
-//! - `session open`: what wsd's [`TlsSession::receive_with`] costs for one client message of
+//! - `session open`: what wsd's [`TlsSession::receive`] costs for one client message of
 //!   16 KiB (a 16,392-byte frame: a 16,384-byte record and an 8-byte one, as rustls's client
 //!   sends it): decryption, rustls's copy of the plaintext into a `Vec` of its own, the record
-//!   bookkeeping, and the sink (here a copy into a reused buffer, as the worker's).
+//!   bookkeeping, and wsd's copy of it into a reused buffer (the worker's).
 //! - `session seal`: [`TlsSession::encrypt`] of one 16 KiB echo reply (a 16,388-byte frame,
 //!   two records) into a reused buffer.
 //!
-//! One 16 KiB echo costs the server one `session open` and one `session seal`. `receive copy`
-//! compares the worker's two ways of copying a message out of rustls's records.
+//! One 16 KiB echo costs the server one `session open` and one `session seal`.
 //!
 //! `cargo bench --bench tls_record`
 
@@ -24,7 +23,6 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, Algorithm, LessSafeKey, Nonce, UnboundKey};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CipherSuite, ClientConfig, ClientConnection, RootCertStore};
-use wsd::proto::mask::{apply_mask, unmask_extend};
 use wsd::tls::{Tls, TlsFiles, TlsSession};
 
 /// The frame of a 16 KiB client message (masked, 64-bit length form: 2 + 2 + 4 bytes header)
@@ -158,8 +156,7 @@ fn session(c: &mut Criterion, name: &str, suite: CipherSuite) {
             },
             |wire| {
                 plain.clear();
-                s.receive_with(wire, |record| plain.extend_from_slice(record))
-                    .expect("receive");
+                s.receive(wire, &mut plain).expect("receive");
                 assert_eq!(plain.len(), CLIENT_FRAME);
             },
             BatchSize::SmallInput,
@@ -169,35 +166,7 @@ fn session(c: &mut Criterion, name: &str, suite: CipherSuite) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The worker's copy of one 16 KiB message out of rustls's records: a copy then an unmasking in
-/// place (before `proto::unmask_copy`), against the copy that unmasks on the way.
-fn receive_copy(c: &mut Criterion) {
-    let src: Vec<u8> = (0..CLIENT_FRAME).map(|i| (i * 31 + 7) as u8).collect();
-    let mut dst = Vec::with_capacity(2 * CLIENT_FRAME);
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut g = c.benchmark_group("receive copy");
-    g.throughput(Throughput::Bytes(16384));
-    g.bench_function("extend then apply_mask", |b| {
-        b.iter(|| {
-            dst.clear();
-            dst.extend_from_slice(black_box(&src));
-            apply_mask(&mut dst[8..], key, 0);
-            dst.len()
-        });
-    });
-    g.bench_function("unmask_extend", |b| {
-        b.iter(|| {
-            dst.clear();
-            dst.extend_from_slice(&black_box(&src)[..8]);
-            unmask_extend(&mut dst, &src[8..], key, 0);
-            dst.len()
-        });
-    });
-    g.finish();
-}
-
 fn record_layer(c: &mut Criterion) {
-    receive_copy(c);
     aead(c, "AES-128-GCM", &AES_128_GCM);
     aead(c, "AES-256-GCM", &AES_256_GCM);
     session(c, "AES-128-GCM", CipherSuite::TLS13_AES_128_GCM_SHA256);
