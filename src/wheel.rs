@@ -106,7 +106,11 @@ mod tests {
         let mut out = Vec::new();
         wheel.advance(3, &mut out);
         assert_eq!(out.len(), 1000);
-        assert_eq!(wheel.slots[3].capacity(), 0, "the slot's allocation went to `out`");
+        assert_eq!(
+            wheel.slots[3].capacity(),
+            0,
+            "the slot's allocation went to `out`"
+        );
         // Handed back again into a non-empty `out`: the slot's allocation is freed.
         for index in 0..1000 {
             wheel.schedule(

@@ -146,11 +146,17 @@ mod tests {
         assert!(d.next().is_some());
         d.expired(t0 + Duration::from_secs(60), &mut out);
         assert_eq!(out.len(), n);
-        assert!(out.iter().enumerate().all(|(i, t)| t.index as usize == i), "in order");
+        assert!(
+            out.iter().enumerate().all(|(i, t)| t.index as usize == i),
+            "in order"
+        );
         assert_eq!(d.blocks.len(), 1, "only the block being filled is kept");
         assert_eq!(d.next(), None);
         d.arm(t0 + Duration::from_secs(61), out[0]);
         assert_eq!(d.blocks.len(), 1, "and reused");
-        assert!(d.next().is_some_and(|at| at >= t0 + Duration::from_secs(71)));
+        assert!(
+            d.next()
+                .is_some_and(|at| at >= t0 + Duration::from_secs(71))
+        );
     }
 }
