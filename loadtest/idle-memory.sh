@@ -5,12 +5,14 @@
 # connections held. Builds, backends and schemes alternate within each repetition; prints the
 # median of $REPS per row. RSS only: safe to run while other work loads the machine.
 # Usage: WSD_BINS="/path/before /path/after" bash loadtest/idle-memory.sh
-#        (LOADGEN, REPS=3, CONNECT_N=5000, CONCURRENCY=100, BACKENDS="uring epoll", SCHEMES="ws wss")
+#        (LOADGEN, REPS=3, CONNECT_N=5000, CONCURRENCY=100, BACKENDS="uring epoll", SCHEMES="ws wss",
+#        SETTLE=2: seconds held idle before the second reading; 12 is past HANDSHAKE_TIMEOUT, when
+#        the handshake deadlines are gone)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WSD_BINS=${WSD_BINS:-$ROOT/target/release/wsd}
 LOADGEN=${LOADGEN:-$ROOT/target/release/wsd-loadtest}
-REPS=${REPS:-3} CONNECT_N=${CONNECT_N:-5000} CONCURRENCY=${CONCURRENCY:-100}
+REPS=${REPS:-3} CONNECT_N=${CONNECT_N:-5000} CONCURRENCY=${CONCURRENCY:-100} SETTLE=${SETTLE:-2}
 BACKENDS=${BACKENDS:-uring epoll} SCHEMES=${SCHEMES:-ws wss}
 SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
 ulimit -n "$(ulimit -Hn)"
@@ -36,7 +38,7 @@ for rep in $(seq "$REPS"); do
         for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
         taskset -c "$LOAD_CPU" "$LOADGEN" connect --url "$scheme://127.0.0.1:$p/ws" \
           --ca "$OUT/cert.pem" --connections "$CONNECT_N" --concurrency "$CONCURRENCY" \
-          --server-pid $pid --json > "$OUT/$i.$backend.$scheme.$rep.json" || true
+          --settle "$SETTLE" --server-pid $pid --json > "$OUT/$i.$backend.$scheme.$rep.json" || true
         kill $pid; wait $pid 2>/dev/null || true
       done
     done

@@ -4,6 +4,11 @@
 //! A token filed for a second comes back when the wheel is advanced past it; the owner then
 //! looks at the connection and files it again if its deadline moved. A token may be filed more
 //! than once; owners check that the deadline has really passed.
+//!
+//! Every open connection has a token in the idle wheel, so its slots are per-connection memory: a
+//! slot's allocation goes with the tokens it hands back, so that a slot once filled by a burst of
+//! connections does not keep that capacity for good (each check moves the tokens to another slot,
+//! and a wheel that kept every slot's largest size would hold several copies of the table).
 
 use crate::io::Token;
 
@@ -38,7 +43,15 @@ impl TimerWheel {
     pub fn advance(&mut self, now: u32, out: &mut Vec<Token>) {
         while self.cursor < now {
             self.cursor += 1;
-            out.append(&mut self.slots[(self.cursor % SLOTS) as usize]);
+            let slot = &mut self.slots[(self.cursor % SLOTS) as usize];
+            if out.is_empty() && out.capacity() <= slot.capacity() {
+                // The slot's allocation moves to `out` (no copy); the slot keeps `out`'s, empty
+                // and no larger.
+                std::mem::swap(out, slot);
+            } else {
+                out.append(slot);
+                *slot = Vec::new();
+            }
         }
     }
 }
@@ -76,5 +89,41 @@ mod tests {
         wheel.schedule(a, 0);
         wheel.advance(SLOTS + 1, &mut out);
         assert_eq!(out, [a], "a past deadline fires on the next second");
+    }
+
+    #[test]
+    fn a_drained_slot_keeps_no_large_allocation() {
+        let mut wheel = TimerWheel::default();
+        for index in 0..1000 {
+            wheel.schedule(
+                Token {
+                    index,
+                    generation: 0,
+                },
+                3,
+            );
+        }
+        let mut out = Vec::new();
+        wheel.advance(3, &mut out);
+        assert_eq!(out.len(), 1000);
+        assert_eq!(
+            wheel.slots[3].capacity(),
+            0,
+            "the slot's allocation went to `out`"
+        );
+        // Handed back again into a non-empty `out`: the slot's allocation is freed.
+        for index in 0..1000 {
+            wheel.schedule(
+                Token {
+                    index,
+                    generation: 0,
+                },
+                5,
+            );
+        }
+        wheel.advance(5, &mut out);
+        assert_eq!(out.len(), 2000);
+        assert_eq!(wheel.slots[5].capacity(), 0);
+        assert!(wheel.slots.iter().all(|s| s.capacity() == 0));
     }
 }

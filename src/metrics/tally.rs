@@ -6,6 +6,7 @@
 //! core reports each response's status to the worker.)
 
 use crate::io::Token;
+use crate::table::Chunked;
 
 /// Bytes queued for peers (in out-queues and in flight), kept as a running total.
 ///
@@ -13,11 +14,12 @@ use crate::io::Token;
 /// the worker reports each dirty connection's backlog once per turn, after its flush, and each
 /// closed connection once; the total is exact at the end of every turn. (Messages held for the
 /// write delay do not mark their connection dirty: the fan-out reports those backlogs itself.) The last reported value
-/// of each slab slot lives here (4 bytes per slot), not in the connection state.
+/// of each slab slot lives here (4 bytes per slot, in chunks: `table.rs`), not in the connection
+/// state.
 #[derive(Debug, Default)]
 pub struct QueuedBytes {
     total: u64,
-    by_slot: Vec<u32>,
+    by_slot: Chunked<u32>,
 }
 
 impl QueuedBytes {
@@ -29,7 +31,7 @@ impl QueuedBytes {
             if backlog == 0 {
                 return;
             }
-            self.by_slot.resize(i + 1, 0);
+            self.by_slot.resize_with(i + 1, || 0);
         }
         let old = std::mem::replace(&mut self.by_slot[i], backlog);
         self.total = self.total - u64::from(old) + u64::from(backlog);

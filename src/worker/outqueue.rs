@@ -23,14 +23,27 @@ const SHARED_PARTS: usize = 16;
 /// Bytes waiting to be handed to the driver.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    /// Segments before `tail`, in order.
-    parts: Vec<Bytes>,
-    /// For each part: a published message (droppable under backpressure) rather than protocol or
-    /// application bytes (never dropped).
-    droppable: Vec<bool>,
-    parts_len: usize,
-    /// Owned bytes after the last part; the protocol core and applications append here.
+    /// Owned bytes after the last shared part; the protocol core and applications append here.
     tail: Vec<u8>,
+    /// The parts before `tail`, boxed: only a queue holding a shared frame has them, and an idle
+    /// connection's queue (almost all of them) keeps one pointer instead of two vectors and a
+    /// length inline (docs/STYLE.md: state is a budget).
+    shared: Option<Box<Shared>>,
+}
+
+// Per-connection memory: the owned tail and one pointer (80 bytes with the parts inline).
+const _: () = assert!(size_of::<OutQueue>() <= 32);
+
+/// The segments queued before the owned tail.
+#[derive(Debug)]
+struct Shared {
+    /// Segments before `tail`, in order: published frames, and the owned bytes frozen before them.
+    parts: Vec<Bytes>,
+    /// The indexes in `parts` of frozen owned bytes (never dropped), ascending. Empty unless owned
+    /// bytes came between published frames, so it usually allocates nothing.
+    kept: Vec<u32>,
+    /// Bytes in `parts`.
+    len: usize,
 }
 
 impl OutQueue {
@@ -41,11 +54,14 @@ impl OutQueue {
 
     /// Queues a shared frame after everything queued so far, without copying it.
     pub fn push_shared(&mut self, frame: Bytes) {
-        if self.parts.capacity() == 0 {
-            // One allocation per turn instead of a growth chain 1, 2, 4, 8 (`take` leaves none).
-            self.parts.reserve(SHARED_PARTS);
-            self.droppable.reserve(SHARED_PARTS);
-        }
+        // One allocation per turn instead of a growth chain 1, 2, 4, 8 (`take` leaves none).
+        let shared = self.shared.get_or_insert_with(|| {
+            Box::new(Shared {
+                parts: Vec::with_capacity(SHARED_PARTS),
+                kept: Vec::new(),
+                len: 0,
+            })
+        });
         if !self.tail.is_empty() {
             // A `Bytes` made from a Vec keeps the Vec's whole capacity, and the budget counts only
             // queued bytes: freezing a mostly empty pooled tail (up to 256 KiB) per small frame
@@ -59,13 +75,14 @@ impl OutQueue {
             } else {
                 Bytes::from(std::mem::take(&mut self.tail))
             };
-            self.parts_len += part.len();
-            self.parts.push(part);
-            self.droppable.push(false);
+            shared.len += part.len();
+            shared
+                .kept
+                .push(u32::try_from(shared.parts.len()).unwrap_or(u32::MAX));
+            shared.parts.push(part);
         }
-        self.parts_len += frame.len();
-        self.parts.push(frame);
-        self.droppable.push(true);
+        shared.len += frame.len();
+        shared.parts.push(frame);
     }
 
     /// Queues a small published frame by copying it into the owned tail: no reference count to
@@ -86,31 +103,40 @@ impl OutQueue {
     /// One pass over the parts, whatever the number dropped (kept parts keep their order).
     pub fn drop_oldest_shared(&mut self, extra: usize, budget: usize) -> usize {
         let mut excess = (self.len() + extra).saturating_sub(budget);
+        let Some(shared) = self.shared.as_mut() else {
+            return 0;
+        };
         if excess == 0 {
             return 0;
         }
         let mut dropped = 0;
         let mut kept = 0;
-        for i in 0..self.parts.len() {
-            if excess > 0 && self.droppable[i] {
-                let len = self.parts[i].len();
+        // The next frozen owned part, as an index into `shared.kept`.
+        let mut owned = 0;
+        for i in 0..shared.parts.len() {
+            let is_owned = shared.kept.get(owned).is_some_and(|&k| k as usize == i);
+            if is_owned {
+                // It stays, at its new place.
+                shared.kept[owned] = u32::try_from(kept).unwrap_or(u32::MAX);
+                owned += 1;
+            }
+            if excess > 0 && !is_owned {
+                let len = shared.parts[i].len();
                 excess = excess.saturating_sub(len);
-                self.parts_len -= len;
+                shared.len -= len;
                 dropped += 1;
             } else {
-                self.parts.swap(kept, i);
-                self.droppable.swap(kept, i);
+                shared.parts.swap(kept, i);
                 kept += 1;
             }
         }
-        self.parts.truncate(kept);
-        self.droppable.truncate(kept);
+        shared.parts.truncate(kept);
         dropped
     }
 
     /// Bytes queued.
     pub fn len(&self) -> usize {
-        self.parts_len + self.tail.len()
+        self.tail.len() + self.shared.as_ref().map_or(0, |s| s.len)
     }
 
     /// Whether nothing is queued.
@@ -120,7 +146,7 @@ impl OutQueue {
 
     /// Whether the queue holds an allocation (an idle connection should not).
     pub fn holds_memory(&self) -> bool {
-        self.tail.capacity() > 0 || self.parts.capacity() > 0
+        self.tail.capacity() > 0 || self.shared.is_some()
     }
 
     /// Gives the owned tail an allocation from `pool` when it has none.
@@ -134,10 +160,8 @@ impl OutQueue {
 
     /// Empties the queue into one send. Leaves no allocation behind.
     pub fn take(&mut self) -> Outgoing {
-        self.parts_len = 0;
-        self.droppable = Vec::new();
         Outgoing {
-            parts: std::mem::take(&mut self.parts),
+            parts: self.shared.take().map(|s| s.parts).unwrap_or_default(),
             owned: std::mem::take(&mut self.tail),
         }
     }

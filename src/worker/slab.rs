@@ -8,6 +8,10 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+// A slot of the worker's connection table: the connection and its generation (per-connection
+// memory, docs/STYLE.md; 168 bytes before the out-queue's shared parts were boxed).
+const _: () = assert!(size_of::<Slot<super::conn::Conn>>() <= 112);
+
 /// A slab whose keys ([`Token`]s) carry the slot's generation, so a key kept past its
 /// connection's end never reaches the connection that reuses the slot.
 pub struct Slab<T> {

@@ -14,6 +14,9 @@ use crate::proto::{CloseCode, Opcode};
 use super::conn::mark_dirty;
 use super::{Budget, State, idle};
 
+/// Tokens the turn's expiry list may keep room for between turns.
+const EXPIRED_KEEP: usize = 1024;
+
 impl<A: App> State<A> {
     /// Drops connections whose handshake or close handshake ran out of time.
     pub(super) fn expire(&mut self) {
@@ -46,6 +49,11 @@ impl<A: App> State<A> {
             self.check_idle(token);
         }
         expired.clear();
+        // The idle wheel hands back a whole slot at once (every connection that arrived in one
+        // second): a list that large is not kept between turns (it is per-connection memory).
+        if expired.capacity() > EXPIRED_KEEP {
+            expired = Vec::new();
+        }
         self.expired = expired;
     }
 
