@@ -3,7 +3,7 @@
 //! still masked, by design), many messages in flight come back in order of their lengths, and
 //! hostile input closes the connection.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,22 +19,42 @@ impl Drop for Floor {
     }
 }
 
+/// Starts a floor on a free port and waits for its own "listening" line on stderr. A port probe
+/// by connecting is not enough: a probe can connect to itself (TCP simultaneous open, when the
+/// kernel picks the probed port as the probe's own source port) or reach another test's floor,
+/// and then this floor's bind fails after the probe said it was up. A floor that exits before it
+/// listens is retried on a new port.
 fn start(io: &str) -> Floor {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_floor-echo"))
-        .args([io, &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("floor-echo starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "floor-echo {io} did not listen");
-        std::thread::sleep(Duration::from_millis(20));
+    for _attempt in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floor-echo"))
+            .args([io, &port.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("floor-echo starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Reports the listening line, then drains the rest so the floor never blocks on it.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(()) => return Floor(child, port),
+            Err(_) => {
+                // Exited (its bind failed: the port was taken meanwhile) or never listened.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
-    Floor(child, port)
+    panic!("floor-echo {io} did not listen in 5 attempts");
 }
 
 fn lengths_come_back(io: &str) {
